@@ -1,0 +1,1 @@
+"""licenseflow: Software License Management as Prefect flows."""

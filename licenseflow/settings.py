@@ -1,0 +1,70 @@
+"""Every setting licenseflow reads, from the environment (prefix SLM_) or a .env file.
+
+This is the one documented list (README, "Settings"). Secrets are SecretStr so they never
+appear in logs, reprs or artifacts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        PROJECT_ROOT / "data", description="runtime files: the SQLite store, reports, backups"
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store; default a SQLite file data/licenseflow.db. "
+        "PostgreSQL: postgresql+psycopg://user:password@host:5432/db",
+    )
+    reports_dir: Path | None = Field(None, description="default data/reports")
+    backups_dir: Path | None = Field(None, description="default data/backups")
+    sources_file: Path | None = Field(
+        None, description="drop folders per feed; default data/sources.yaml (committed)"
+    )
+    catalog_file: Path | None = Field(None, description="default data/catalog.yaml (committed)")
+    overrides_file: Path | None = Field(
+        None, description="analyst-confirmed matches; default <data_dir>/catalog_overrides.yaml"
+    )
+
+    reject_threshold: float = Field(
+        0.05, description="share of rejected rows above which a whole feed file is refused"
+    )
+    termination_guard_share: float = Field(
+        0.10, description="a roster terminating more than this share of people is refused"
+    )
+    inactivity_days: int = Field(90, description="no activity this long = reclaim candidate")
+    grace_days: int = Field(30, description="assignments younger than this are never candidates")
+    renewal_windows: tuple[int, ...] = Field((90, 60, 30), description="days before deadline")
+    rightsize_buffer: float = Field(0.10, description="headroom added to peak consumption")
+    webhook_url: SecretStr | None = Field(None, description="Slack/Teams style alert webhook")
+    dask_address: str | None = Field(None, description="tcp://host:8786 to run on Dask")
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'licenseflow.db'}"
+
+    def path(self, name: str) -> Path:
+        """Resolve an optional path setting to its default under data/."""
+        defaults = {
+            "reports_dir": self.data_dir / "reports",
+            "backups_dir": self.data_dir / "backups",
+            "sources_file": PROJECT_ROOT / "data" / "sources.yaml",
+            "catalog_file": PROJECT_ROOT / "data" / "catalog.yaml",
+            "overrides_file": self.data_dir / "catalog_overrides.yaml",
+        }
+        return getattr(self, name) or defaults[name]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
