@@ -1,10 +1,23 @@
-"""The `slm` command line. Thin: parse input, call a task or flow, format output."""
+"""The `slm` command line. Thin: parse input, call a task or flow, format output.
+
+Each area registers its commands from licenseflow/commands/<area>.py.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import typer
 
 app = typer.Typer(help="licenseflow: software license management", no_args_is_help=True)
+run_app = typer.Typer(
+    help="Run one flow once, now (Prefect ephemeral mode unless a server is set)."
+)
+app.add_typer(run_app, name="run")
+
+COMMAND_MODULES = [
+    "store",
+]
 
 
 @app.callback()
@@ -12,10 +25,5 @@ def main() -> None:
     """licenseflow: one record of every license, kept current by Prefect flows."""
 
 
-@app.command()
-def init() -> None:
-    """Create or upgrade the store (SQLite file under data/ unless SLM_DATABASE_URL is set)."""
-    from licenseflow import db
-
-    db.upgrade()
-    typer.echo(f"store ready: {db.get_engine().url.render_as_string(hide_password=True)}")
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"licenseflow.commands.{_name}").register(app, run_app)
