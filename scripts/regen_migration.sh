@@ -15,6 +15,6 @@ if ! SLM_DATABASE_URL="sqlite:///$tmp/empty.db" .venv/bin/alembic revision --aut
   echo "autogenerate failed; kept the old migration" >&2; exit 1
 fi
 for f in $hand; do mv "$tmp/$f" migrations/versions/; done
-.venv/bin/ruff check -q --fix migrations/ || true
 .venv/bin/ruff format -q migrations/
+.venv/bin/ruff check -q --fix migrations/ >/dev/null
 echo "regenerated migrations/versions/0001_initial_store.py"

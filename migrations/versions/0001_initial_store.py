@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 22:40:03.642340
+Create Date: 2026-11-27 22:40:12.858201
 """
 
 from collections.abc import Sequence
