@@ -17,6 +17,7 @@ app.add_typer(run_app, name="run")
 
 COMMAND_MODULES = [
     "store",
+    "discovery",
 ]
 
 

@@ -1,0 +1,403 @@
+"""The daily discovery scan's work: stage a file's installations, diff them against the store
+and apply only what changed, set-based.
+
+One file = one transaction. The file's rows go into a staging table (executemany on SQLite,
+COPY on PostgreSQL); four statements then insert new installations, update changed ones,
+and mark removed ones. Unchanged rows are not written at all: a device's last scan time is
+kept once on the device (device.last_seen), not on each of its 2M installation rows.
+
+Snapshot files (every format but osquery's differential log) are a device's complete
+inventory: what the store has for a device in the file but the file does not list was
+removed. Differential files only add and remove what they name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from schemas.installations import CHANGE, HOSTNAME, PUBLISHER, RAW_TITLE, VERSION
+from schemas.store import Product
+
+STAGE_COLUMNS = [
+    "install_key",
+    "hostname",
+    "raw_title",
+    "publisher",
+    "version",
+    "normalized_title",
+    "product_id",
+    "source",
+    "install_date",
+    "row_hash",
+    "change",
+]
+DEVICE_COLUMNS = ["hostname", "serial", "os", "primary_user_email", "seen_at"]
+
+
+@dataclass
+class Delta:
+    """What one file changed."""
+
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    devices_new: int = 0
+    devices_seen: int = 0
+
+    def __add__(self, other: Delta) -> Delta:
+        return Delta(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple[int, ...]:
+        return (self.new, self.changed, self.removed, self.devices_new, self.devices_seen)
+
+
+@dataclass
+class StagedInstalls:
+    """A validated, recognised file ready to apply."""
+
+    installs: pd.DataFrame  # STAGE_COLUMNS
+    devices: pd.DataFrame  # DEVICE_COLUMNS
+    snapshot: bool
+    recognised: int = 0
+    unmatched_titles: list[str] = field(default_factory=list)
+
+
+# --- pure preparation ------------------------------------------------------------------
+
+
+def _hex_hash(frame: pd.DataFrame) -> pd.Series:
+    """A stable 64-bit hash per row as a decimal string (vectorised; stable across runs)."""
+    hashed = pd.util.hash_pandas_object(frame.astype("string").fillna("\x00"), index=False)
+    return hashed.astype(str)
+
+
+def prepare(
+    installs: pd.DataFrame, recognised: pd.DataFrame, product_ids: dict[str, int], snapshot: bool
+) -> StagedInstalls:
+    """Canonical installations (+ recognition columns) -> the staging rows and device rows.
+
+    `recognised` is tasks.recognition.recognize(...) of the same frame (same index):
+    normalized_title and product_code. Pure: no store access.
+    """
+    frame = installs.copy()
+    frame["normalized_title"] = recognised["normalized_title"]
+    frame["product_id"] = recognised["product_code"].map(product_ids).astype("Int64")
+    if not snapshot:
+        # an upgrade arrives as removed + added of the same key: the later line wins
+        frame = frame.sort_values("_row").drop_duplicates(
+            [HOSTNAME, RAW_TITLE, PUBLISHER], keep="last"
+        )
+    frame["install_key"] = _hex_hash(frame[[HOSTNAME, RAW_TITLE, PUBLISHER]])
+    frame["install_date"] = pd.to_datetime(frame["install_date"]).dt.strftime("%Y-%m-%d")
+    frame["row_hash"] = _hex_hash(
+        frame[[VERSION, "install_date", "normalized_title", "product_id", "source"]]
+    )
+    frame["change"] = frame[CHANGE].where(frame[CHANGE] != "added", "present")
+    stage = frame[STAGE_COLUMNS].reset_index(drop=True)
+
+    seen = frame.get("last_seen")
+    devices = pd.DataFrame(
+        {
+            "hostname": frame[HOSTNAME],
+            "serial": frame.get("device_serial"),
+            "os": frame.get("os"),
+            "primary_user_email": frame.get("primary_user_email"),
+            "seen_at": seen if seen is not None else pd.NaT,
+        }
+    )
+    devices = (
+        devices.sort_values("seen_at", na_position="first")
+        .groupby("hostname", sort=False)
+        .agg({"serial": "last", "os": "last", "primary_user_email": "last", "seen_at": "max"})
+        .reset_index()[DEVICE_COLUMNS]
+    )
+    unmatched = recognised.loc[recognised["product_code"].isna(), "normalized_title"]
+    return StagedInstalls(
+        installs=stage,
+        devices=devices,
+        snapshot=snapshot,
+        recognised=int(recognised["product_code"].notna().sum()),
+        unmatched_titles=sorted(unmatched.dropna().unique().tolist()),
+    )
+
+
+# --- staging and applying (IO) -----------------------------------------------------------
+
+_STAGE_DDL = {
+    "sqlite": """
+        CREATE TEMP TABLE stage_install (install_key TEXT, hostname TEXT, raw_title TEXT,
+            publisher TEXT, version TEXT, normalized_title TEXT, product_id INTEGER,
+            source TEXT, install_date TEXT, row_hash TEXT, change TEXT);
+        CREATE TEMP TABLE stage_device (hostname TEXT PRIMARY KEY, serial TEXT, os TEXT,
+            primary_user_email TEXT, seen_at TEXT, device_id INTEGER)
+    """,
+    "postgresql": """
+        CREATE TEMP TABLE stage_install (install_key TEXT, hostname TEXT, raw_title TEXT,
+            publisher TEXT, version TEXT, normalized_title TEXT, product_id BIGINT,
+            source TEXT, install_date DATE, row_hash TEXT, change TEXT) ON COMMIT DROP;
+        CREATE TEMP TABLE stage_device (hostname TEXT PRIMARY KEY, serial TEXT, os TEXT,
+            primary_user_email TEXT, seen_at TIMESTAMPTZ, device_id BIGINT) ON COMMIT DROP
+    """,
+}
+
+
+def _execute_script(session: Session, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            session.execute(text(statement))
+
+
+def create_staging(session: Session) -> None:
+    dialect = session.get_bind().dialect.name
+    _execute_script(
+        session, "DROP TABLE IF EXISTS stage_install; DROP TABLE IF EXISTS stage_device"
+    )
+    _execute_script(session, _STAGE_DDL[dialect])
+
+
+def bulk_load(session: Session, table: str, frame: pd.DataFrame) -> None:
+    """The fastest way each database takes rows: COPY on PostgreSQL, one executemany on
+    SQLite. This is also the 'bare load' the benchmark compares the whole scan against."""
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(frame.columns)
+    if session.get_bind().dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        pacsv.write_csv(
+            pa.Table.from_pandas(frame, preserve_index=False),
+            buffer,
+            pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+        )
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
+        ):
+            copy.write(buffer.getbuffer())
+        return
+    marks = ", ".join("?" * len(frame.columns))
+    plain = frame.astype(object).where(frame.notna(), None)
+    raw.executemany(
+        f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 - fixed names
+        plain.itertuples(index=False, name=None),
+    )
+
+
+def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> Delta:
+    """Apply one staged file in the caller's transaction; returns what changed."""
+    create_staging(session)
+    devices = staged.devices.copy()
+    devices["seen_at"] = devices["seen_at"].fillna(pd.Timestamp(now))
+    if session.get_bind().dialect.name == "sqlite":  # SQLAlchemy's text form of timestamps
+        devices["seen_at"] = pd.to_datetime(devices["seen_at"], utc=True).dt.strftime(
+            "%Y-%m-%d %H:%M:%S.%f"
+        )
+    bulk_load(session, "stage_device", devices)
+    bulk_load(session, "stage_install", staged.installs)
+    session.execute(text("CREATE INDEX ix_stage_install_key ON stage_install (install_key)"))
+    params = {"now": now, "source": staged.installs["source"].iloc[0]}
+    delta = Delta(devices_seen=len(devices))
+
+    delta.devices_new = session.execute(
+        text(
+            """
+            INSERT INTO device (hostname, serial, os, primary_user_email, source,
+                                first_seen, last_seen)
+            SELECT s.hostname, s.serial, s.os, s.primary_user_email, :source, :now, s.seen_at
+            FROM stage_device s
+            WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.hostname = s.hostname)
+            """
+        ),
+        params,
+    ).rowcount
+    session.execute(
+        text(
+            """
+            UPDATE device SET
+                last_seen = CASE WHEN device.last_seen IS NULL OR s.seen_at > device.last_seen
+                                 THEN s.seen_at ELSE device.last_seen END,
+                serial = COALESCE(s.serial, device.serial),
+                os = COALESCE(s.os, device.os),
+                primary_user_email = COALESCE(s.primary_user_email, device.primary_user_email)
+            FROM stage_device s WHERE device.hostname = s.hostname
+            """
+        )
+    )
+    session.execute(
+        text(
+            "UPDATE stage_device SET device_id = "
+            "(SELECT d.id FROM device d WHERE d.hostname = stage_device.hostname)"
+        )
+    )
+
+    delta.new = session.execute(
+        text(
+            """
+            INSERT INTO installation (install_key, device_id, raw_title, publisher, version,
+                normalized_title, product_id, source, install_date, row_hash,
+                first_seen, last_seen)
+            SELECT s.install_key, d.device_id, s.raw_title, s.publisher, s.version,
+                s.normalized_title, s.product_id, s.source, s.install_date, s.row_hash,
+                :now, :now
+            FROM stage_install s JOIN stage_device d ON d.hostname = s.hostname
+            WHERE s.change = 'present'
+              AND NOT EXISTS (SELECT 1 FROM installation i WHERE i.install_key = s.install_key)
+            """
+        ),
+        params,
+    ).rowcount
+    delta.changed = session.execute(
+        text(
+            """
+            UPDATE installation SET version = s.version, normalized_title = s.normalized_title,
+                product_id = s.product_id, source = s.source, install_date = s.install_date,
+                row_hash = s.row_hash, last_seen = :now, removed_at = NULL
+            FROM stage_install s
+            WHERE installation.install_key = s.install_key AND s.change = 'present'
+              AND (installation.row_hash <> s.row_hash OR installation.removed_at IS NOT NULL)
+              AND installation.first_seen < :now
+            """
+        ),
+        params,
+    ).rowcount
+    removed_named = session.execute(
+        text(
+            """
+            UPDATE installation SET removed_at = :now, last_seen = :now
+            FROM stage_install s
+            WHERE installation.install_key = s.install_key AND s.change = 'removed'
+              AND installation.removed_at IS NULL
+            """
+        ),
+        params,
+    ).rowcount
+    removed_absent = 0
+    if staged.snapshot:
+        removed_absent = session.execute(
+            text(
+                """
+                UPDATE installation SET removed_at = :now, last_seen = :now
+                WHERE removed_at IS NULL
+                  AND device_id IN (SELECT device_id FROM stage_device)
+                  AND NOT EXISTS (SELECT 1 FROM stage_install s
+                                  WHERE s.install_key = installation.install_key)
+                """
+            ),
+            params,
+        ).rowcount
+    delta.removed = removed_named + removed_absent
+    _execute_script(session, "DROP TABLE stage_install; DROP TABLE stage_device")
+    return delta
+
+
+def product_ids(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(Product.code, Product.id)).tuples().all())
+
+
+def recognition_rate(session: Session) -> float | None:
+    """Share of open installations recognised as a catalog product."""
+    total, matched = session.execute(
+        text("SELECT COUNT(*), COUNT(product_id) FROM installation WHERE removed_at IS NULL")
+    ).one()
+    return None if not total else matched / total
+
+
+# --- compliance flags from what is installed ---------------------------------------------
+
+FLAG_SQL = text(
+    """
+    WITH installed AS (
+        SELECT i.product_id, COUNT(DISTINCT i.device_id) AS devices,
+               COUNT(DISTINCT d.primary_user_email) AS users
+        FROM installation i JOIN device d ON d.id = i.device_id
+        WHERE i.removed_at IS NULL AND i.product_id IS NOT NULL
+        GROUP BY i.product_id
+    ), entitled AS (
+        SELECT product_id, COUNT(*) AS contracts, SUM(seats) AS seats,
+               SUM(CASE WHEN seats IS NULL THEN 1 ELSE 0 END) AS unlimited,
+               MAX(unit_cost) AS unit_cost
+        FROM contract WHERE start_date <= :today AND end_date >= :today
+        GROUP BY product_id
+    )
+    SELECT p.id AS product_id, p.code AS product_code, p.name AS product_name,
+           v.name AS vendor, p.metric, p.classification,
+           ins.devices AS installed_devices, ins.users AS installed_users,
+           COALESCE(e.contracts, 0) AS contracts, e.seats, COALESCE(e.unlimited, 0) AS unlimited,
+           e.unit_cost
+    FROM installed ins JOIN product p ON p.id = ins.product_id
+    LEFT JOIN vendor v ON v.id = p.vendor_id
+    LEFT JOIN entitled e ON e.product_id = p.id
+    WHERE p.classification IN ('commercial', 'denied')
+    """
+)
+
+
+def compliance_flags(installed: pd.DataFrame) -> pd.DataFrame:
+    """Products installed without the right to be: the rule, as a plain function.
+
+    - denied software installed anywhere: unauthorised;
+    - a commercial product with no contract in force: unlicensed (every install);
+    - a per-device product installed on more devices than its seats: unlicensed (the excess).
+    Returns one row per flagged product with kind, excess installs and the reason.
+    """
+    rows = []
+    for row in installed.itertuples(index=False):  # one row per product, not per install
+        if row.classification == "denied":
+            kind, excess = "unauthorised_software", row.installed_devices
+            reason = "denied software is installed"
+        elif row.contracts == 0:
+            kind, excess = "unlicensed_install", row.installed_devices
+            reason = "commercial product installed with no contract in force"
+        elif (
+            row.metric == "per_device"
+            and not row.unlimited
+            and row.seats is not None
+            and not pd.isna(row.seats)
+            and row.installed_devices > row.seats
+        ):
+            kind, excess = "unlicensed_install", row.installed_devices - int(row.seats)
+            reason = f"installed on {row.installed_devices} devices, {int(row.seats)} seats owned"
+        else:
+            continue
+        rows.append({**row._asdict(), "kind": kind, "excess": int(excess), "reason": reason})
+    columns = [*installed.columns, "kind", "excess", "reason"]
+    return pd.DataFrame(rows, columns=columns).sort_values("excess", ascending=False)
+
+
+def write_flag_alerts(session: Session, flags: pd.DataFrame, now: dt.datetime) -> list[str]:
+    """One open alert per flagged product; cleared flags get resolved. Returns the product
+    codes flagged for the first time (no open alert before this run)."""
+    from schemas.store import Alert
+
+    open_alerts = session.execute(
+        select(Alert).where(
+            Alert.kind.in_(["unlicensed_install", "unauthorised_software"]),
+            Alert.resolved_at.is_(None),
+        )
+    ).scalars()
+    open_by_key = {(a.kind, a.product_id): a for a in open_alerts}
+    new_codes = []
+    for row in flags.itertuples(index=False):
+        if (row.kind, row.product_id) in open_by_key:
+            open_by_key.pop((row.kind, row.product_id))
+            continue
+        session.add(
+            Alert(
+                kind=row.kind,
+                dedupe_key=f"{row.kind}:{row.product_code}:{now:%Y-%m-%dT%H:%M:%S}",
+                subject=f"{row.product_name}: {row.reason}",
+                product_id=row.product_id,
+                payload={"excess": row.excess, "installed_devices": row.installed_devices},
+                created_at=now,
+            )
+        )
+        new_codes.append(row.product_code)
+    for alert in open_by_key.values():  # the condition is gone
+        alert.resolved_at = now
+    return new_codes

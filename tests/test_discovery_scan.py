@@ -1,0 +1,196 @@
+"""The discovery scan's delta: new, changed and removed installations, set-based, on SQLite
+and PostgreSQL."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from licenseflow.db import unit_of_work
+from schemas.store import Device, Installation, Product
+from tasks import discovery
+
+DAY1 = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC)
+DAY2 = DAY1 + dt.timedelta(days=1)
+
+
+def installs(rows, change="present"):
+    """rows: (hostname, title, publisher, version)."""
+    frame = pd.DataFrame(rows, columns=["hostname", "raw_title", "publisher", "version"])
+    frame["device_serial"] = None
+    frame["os"] = "Windows 11"
+    frame["primary_user_email"] = frame["hostname"].str.replace("ws-", "") + "@example.com"
+    frame["install_date"] = pd.NaT
+    frame["last_seen"] = pd.NaT
+    frame["source"] = "canonical"
+    frame["change"] = change
+    frame["_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def recognised(frame, codes):
+    """What recognition would say: the title lower-cased, and the product code given."""
+    return pd.DataFrame(
+        {"normalized_title": frame["raw_title"].str.lower(), "product_code": codes},
+        index=frame.index,
+    )
+
+
+def apply(engine, frame, codes, now, snapshot=True):
+    with unit_of_work(engine) as session:
+        ids = discovery.product_ids(session)
+        staged = discovery.prepare(frame, recognised(frame, codes), ids, snapshot)
+        return discovery.apply_staged(session, staged, now)
+
+
+def open_installs(engine):
+    with unit_of_work(engine) as session:
+        rows = session.execute(
+            select(Device.hostname, Installation.raw_title, Installation.version)
+            .join(Device, Device.id == Installation.device_id)
+            .where(Installation.removed_at.is_(None))
+            .order_by(Device.hostname, Installation.raw_title)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def acrobat(engine):
+    with unit_of_work(engine) as session:
+        session.add(Product(code="ADOBE-ACROBAT-PRO", name="Acrobat Pro", metric="per_user"))
+    return engine
+
+
+def test_first_scan_inserts_everything(acrobat):
+    engine = acrobat
+    frame = installs(
+        [
+            ("ws-1", "Adobe Acrobat", "Adobe", "23.1"),
+            ("ws-1", "7-Zip", "Igor Pavlov", "22.01"),
+            ("ws-2", "Adobe Acrobat", "Adobe", "23.1"),
+        ]
+    )
+    delta = apply(engine, frame, ["ADOBE-ACROBAT-PRO", None, "ADOBE-ACROBAT-PRO"], DAY1)
+    assert (delta.new, delta.changed, delta.removed, delta.devices_new) == (3, 0, 0, 2)
+    with unit_of_work(engine) as session:
+        recognised_rows = session.scalar(
+            select(func.count()).where(Installation.product_id.is_not(None))
+        )
+        assert recognised_rows == 2
+        assert session.scalar(
+            select(Device.primary_user_email).where(Device.hostname == "ws-2")
+        ) == ("2@example.com")
+
+
+def test_second_scan_touches_only_what_changed(acrobat):
+    engine = acrobat
+    day1 = installs(
+        [
+            ("ws-1", "Adobe Acrobat", "Adobe", "23.1"),
+            ("ws-1", "7-Zip", "Igor Pavlov", "22.01"),
+            ("ws-1", "WinRAR", "win.rar GmbH", "6.2"),
+            ("ws-2", "Adobe Acrobat", "Adobe", "23.1"),
+        ]
+    )
+    apply(engine, day1, ["ADOBE-ACROBAT-PRO", None, None, "ADOBE-ACROBAT-PRO"], DAY1)
+    # ws-1 again: Acrobat upgraded, 7-Zip unchanged, WinRAR gone, VLC new; ws-2 not scanned
+    day2 = installs(
+        [
+            ("ws-1", "Adobe Acrobat", "Adobe", "24.0"),
+            ("ws-1", "7-Zip", "Igor Pavlov", "22.01"),
+            ("ws-1", "VLC media player", "VideoLAN", "3.0"),
+        ]
+    )
+    delta = apply(engine, day2, ["ADOBE-ACROBAT-PRO", None, None], DAY2)
+    assert (delta.new, delta.changed, delta.removed, delta.devices_new) == (1, 1, 1, 0)
+    assert open_installs(engine) == [
+        ("ws-1", "7-Zip", "22.01"),
+        ("ws-1", "Adobe Acrobat", "24.0"),
+        ("ws-1", "VLC media player", "3.0"),
+        ("ws-2", "Adobe Acrobat", "23.1"),
+    ]
+    with unit_of_work(engine) as session:
+        removed = session.execute(
+            select(Installation.raw_title, Installation.removed_at).where(
+                Installation.removed_at.is_not(None)
+            )
+        ).one()
+        assert removed.raw_title == "WinRAR"
+        last_seen = session.scalar(select(Device.last_seen).where(Device.hostname == "ws-1"))
+        assert last_seen.replace(tzinfo=dt.UTC) == DAY2
+
+    # the same inventory again changes nothing
+    again = apply(engine, day2, ["ADOBE-ACROBAT-PRO", None, None], DAY2 + dt.timedelta(days=1))
+    assert (again.new, again.changed, again.removed) == (0, 0, 0)
+
+
+def test_reinstall_after_removal_reopens_the_row(acrobat):
+    engine = acrobat
+    row = [("ws-1", "WinRAR", "win.rar GmbH", "6.2")]
+    apply(engine, installs(row), [None], DAY1)
+    apply(engine, installs([("ws-1", "7-Zip", "Igor Pavlov", "22.01")]), [None], DAY2)
+    delta = apply(engine, installs(row), [None], DAY2 + dt.timedelta(days=1))
+    assert (delta.new, delta.changed, delta.removed) == (0, 1, 1)
+    assert open_installs(engine) == [("ws-1", "WinRAR", "6.2")]
+
+
+def test_differential_file_removes_only_what_it_names(acrobat):
+    engine = acrobat
+    apply(
+        engine,
+        installs([("ws-1", "WinRAR", "win.rar GmbH", "6.2"), ("ws-1", "7-Zip", "Igor", "22")]),
+        [None, None],
+        DAY1,
+    )
+    removed = installs([("ws-1", "WinRAR", "win.rar GmbH", "6.2")], change="removed")
+    delta = apply(engine, removed, [None], DAY2, snapshot=False)
+    assert (delta.new, delta.changed, delta.removed) == (0, 0, 1)
+    assert open_installs(engine) == [("ws-1", "7-Zip", "22")]
+
+
+def test_compliance_flags_rule():
+    installed = pd.DataFrame(
+        [
+            # product_id, code, name, vendor, metric, class, devices, users, contracts, seats,
+            # unlimited, unit_cost
+            (
+                1,
+                "VMW",
+                "VMware Workstation",
+                "VMware",
+                "per_device",
+                "commercial",
+                4,
+                4,
+                0,
+                None,
+                0,
+                0,
+            ),
+            (2, "RAR", "WinRAR", "win.rar", "per_device", "commercial", 12, 11, 1, 10, 0, 29),
+            (3, "UT", "uTorrent", "BitTorrent", "per_device", "denied", 2, 2, 0, None, 0, 0),
+            (4, "ACRO", "Acrobat Pro", "Adobe", "per_user", "commercial", 50, 48, 1, 10, 0, 200),
+            (5, "SITE", "Site tool", "X", "per_device", "commercial", 900, 800, 1, None, 1, 0),
+        ],
+        columns=[
+            "product_id",
+            "product_code",
+            "product_name",
+            "vendor",
+            "metric",
+            "classification",
+            "installed_devices",
+            "installed_users",
+            "contracts",
+            "seats",
+            "unlimited",
+            "unit_cost",
+        ],
+    )
+    flags = discovery.compliance_flags(installed)
+    assert {r.product_code: (r.kind, r.excess) for r in flags.itertuples()} == {
+        "VMW": ("unlicensed_install", 4),
+        "RAR": ("unlicensed_install", 2),
+        "UT": ("unauthorised_software", 2),
+    }
