@@ -9,6 +9,10 @@ import importlib
 
 import typer
 
+from licenseflow.prefect_env import configure_prefect_defaults
+
+configure_prefect_defaults()  # before anything imports prefect
+
 app = typer.Typer(help="licenseflow: software license management", no_args_is_help=True)
 run_app = typer.Typer(
     help="Run one flow once, now (Prefect ephemeral mode unless a server is set)."
@@ -17,7 +21,9 @@ app.add_typer(run_app, name="run")
 
 COMMAND_MODULES = [
     "store",
+    "contracts",
     "discovery",
+    "demo",
 ]
 
 
