@@ -30,10 +30,14 @@ def _sqlite_begin_immediate(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
     """Engine for `url` (default: the configured store). Cached per URL."""
-    url = url or get_settings().store_url
+    # resolve before the cache: a cache keyed on None kept the first store for the process
+    return _engine_for(url or get_settings().store_url)
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
