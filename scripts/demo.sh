@@ -4,5 +4,7 @@
 # in ephemeral mode (no server needed). Prints the license position and where the outputs are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cache compiled bytecode in .venv: without it every process recompiles Prefect (seconds).
+unset PYTHONDONTWRITEBYTECODE
 bash scripts/setup.sh
 exec .venv/bin/slm demo "$@"

@@ -3,6 +3,8 @@
 # Idempotent: a second run only checks that everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cache compiled bytecode in .venv: without it every process recompiles Prefect (seconds).
+unset PYTHONDONTWRITEBYTECODE
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -4,6 +4,8 @@
 # with a reason when no server answers, unless SLM_REQUIRE_POSTGRES=1 (CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cache compiled bytecode in .venv: without it every process recompiles Prefect (seconds).
+unset PYTHONDONTWRITEBYTECODE
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
