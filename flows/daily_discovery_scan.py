@@ -25,6 +25,7 @@ def daily_discovery_scan(files: list[str] | None = None, today: str | None = Non
     """
     now = dt.datetime.now(dt.UTC)
     day = dt.date.fromisoformat(today) if today else now.date()
+    now = dt.datetime.combine(day, now.time(), tzinfo=dt.UTC)  # a replayed day stays that day
 
     catalog = sync_catalog()
     pending = pending_files(files)

@@ -39,7 +39,11 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
 def demo_steps(today: str):
     """(title, callable) in the order the schedules run them."""
+    from flows.contracts_sync import contracts_sync
     from flows.daily_discovery_scan import daily_discovery_scan
+    from flows.hr_sync import hr_sync
+    from flows.renewals import renewals
+    from flows.usage_metering import usage_metering
 
     def discovery() -> str:
         summary = daily_discovery_scan(today=today)
@@ -49,4 +53,24 @@ def demo_steps(today: str):
             f"recognition {'n/a' if rate is None else f'{rate:.1%}'}"
         )
 
-    return [("daily discovery scan", discovery)]
+    return [
+        ("contracts sync", lambda: describe(contracts_sync())),
+        ("HR sync and offboarding", lambda: describe(hr_sync(today=today))),
+        ("daily discovery scan", discovery),
+        ("usage metering", lambda: describe(usage_metering(now=f"{today}T07:00:00+00:00"))),
+        ("renewals", lambda: describe(renewals(today=today))),
+    ]
+
+
+def describe(result) -> str:
+    """A one-line gist of a flow's return value."""
+    if isinstance(result, list):
+        return f"{len(result)} file(s)" if result else "nothing new"
+    if isinstance(result, dict):
+        parts = [
+            f"{key.replace('_', ' ')} {value}"
+            for key, value in result.items()
+            if isinstance(value, int | float | str) and not isinstance(value, bool)
+        ]
+        return ", ".join(parts[:6]) or "done"
+    return str(result)
