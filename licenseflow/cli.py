@@ -21,9 +21,15 @@ app.add_typer(run_app, name="run")
 
 COMMAND_MODULES = [
     "store",
+    "bulk",
     "contracts",
     "discovery",
+    "catalog",
+    "assignments",
     "demo",
+    "people",
+    "renewals",
+    "usage",
 ]
 
 

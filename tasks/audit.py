@@ -132,6 +132,25 @@ def _lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
 
 
+def entries(
+    session: Session,
+    *,
+    entity: str | None = None,
+    entity_id: object = None,
+    batch_id: str | None = None,
+    limit: int = 50,
+) -> list[AuditLog]:
+    """The newest entries first, filtered by entity, entity id and batch (`slm audit log`)."""
+    query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    if entity is not None:
+        query = query.where(AuditLog.entity == entity)
+    if entity_id is not None:
+        query = query.where(AuditLog.entity_id == str(entity_id))
+    if batch_id is not None:
+        query = query.where(AuditLog.batch_id == batch_id)
+    return list(session.execute(query).scalars())
+
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool
@@ -155,9 +174,19 @@ def verify(session: Session, expected_head: str | None = None) -> Verification:
     prev = GENESIS
     count = 0
     seen_expected = expected_head is None
+    last = None  # the entry before this one
     result = session.execute(select(AuditLog).order_by(AuditLog.id)).yield_per(5000).scalars()
     for entry in result:
         count += 1
+        if entry.prev_hash != prev and last is not None and entry.prev_hash == last.prev_hash:
+            # this entry links past the one before it: that one was slipped in
+            return Verification(
+                False,
+                count - 1,
+                last.prev_hash,
+                last.id,
+                "it was inserted: the entry after it links to the entry before it",
+            )
         if entry.prev_hash != prev:
             return Verification(
                 False,
@@ -175,6 +204,7 @@ def verify(session: Session, expected_head: str | None = None) -> Verification:
                 False, count, prev, entry.id, "its content was altered after it was written"
             )
         prev = entry.hash
+        last = entry
         seen_expected = seen_expected or prev == expected_head
     if not seen_expected:
         return Verification(
