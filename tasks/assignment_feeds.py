@@ -19,8 +19,9 @@ Graph specifics (decisions):
   real purchase should carry it), currency USD. Graph carries no term either: start = the day
   of the first import, end = the day of the latest import + 1 year, moved on by each import,
   so the entitlement stays in force while the tenant reports it and renewal alerts fire if
-  the exports stop. If the same purchase is also in a contracts file, its seats count twice:
-  the contracts feed flags the overlap as a possible duplicate purchase.
+  the exports stop. A product already bought through a contracts-feed contract in force gets
+  no GRAPH- contract (its seats would count twice): the prepaid count is reported beside the
+  contract's seats instead.
 - users are matched to people by mail, then userPrincipalName, then employeeId. Users with
   licenses but no person in the store (guests, service accounts, leavers missing from HR) are
   not imported and are reported, not refused: a Graph tenant always has some, and listing them
@@ -117,6 +118,9 @@ class AssignmentsLoad:
     terminated_holders: list[str] = field(default_factory=list)  # seats of terminated people
     contracts_created: int = 0
     contracts_updated: int = 0
+    # SKUs whose product is bought through a contracts-feed contract: Graph's prepaid count is
+    # shown beside those seats, not stored as a second entitlement (that would count twice)
+    covered_by_contracts: list[str] = field(default_factory=list)
     unknown_skus: list[str] = field(default_factory=list)
     unmatched_users: list[str] = field(default_factory=list)
     sku_checks: list[SkuCheck] = field(default_factory=list)
@@ -133,6 +137,8 @@ class AssignmentsLoad:
             parts.append(
                 f"{self.contracts_created} entitlement(s) created, {self.contracts_updated} updated"
             )
+            if self.covered_by_contracts:
+                parts.append(f"entitled by contracts: {'; '.join(self.covered_by_contracts)}")
             if self.unknown_skus:
                 parts.append(f"SKUs not in the catalog: {', '.join(self.unknown_skus)}")
             if self.unmatched_users:
@@ -539,9 +545,17 @@ def _store_graph_entitlements(session, mapped, products, result, now) -> list[au
             select(Contract).where(Contract.contract_number.in_(numbers))
         ).scalars()
     }
+    bought = _contract_seats_in_force(session, today)
     changes = []
     for row, number in zip(mapped.itertuples(index=False), numbers, strict=True):
         product_id = products[row.product_code.upper()]
+        if product_id in bought:
+            seats = bought[product_id]
+            result.covered_by_contracts.append(
+                f"{row.sku_part_number}: Graph prepaid {int(row.enabled)}, contracts "
+                f"{'site' if seats is None else seats}"
+            )
+            continue
         contract = existing.get(number)
         if contract is None:
             contract = Contract(
@@ -573,6 +587,24 @@ def _store_graph_entitlements(session, mapped, products, result, now) -> list[au
             result.contracts_updated += 1
     session.flush()
     return changes
+
+
+def _contract_seats_in_force(session: Session, today) -> dict[int, int | None]:
+    """Seats per product of the contracts-feed contracts in force (None: a site license)."""
+    rows = session.execute(
+        select(Contract.product_id, Contract.seats).where(
+            ~Contract.contract_number.startswith(GRAPH_CONTRACT_PREFIX),
+            Contract.start_date <= today,
+            Contract.end_date >= today,
+        )
+    ).all()
+    seats: dict[int, int | None] = {}
+    for product_id, count in rows:
+        if product_id in seats and (seats[product_id] is None or count is None):
+            seats[product_id] = None
+        else:
+            seats[product_id] = (seats.get(product_id) or 0) + count if count is not None else None
+    return seats
 
 
 def _view(contract: Contract) -> dict:

@@ -39,7 +39,7 @@ STAGE_COLUMNS = [
     "row_hash",
     "change",
 ]
-DEVICE_COLUMNS = ["hostname", "serial", "os", "primary_user_email", "seen_at"]
+DEVICE_COLUMNS = ["hostname", "serial", "os", "primary_user_email", "seen_at", "complete"]
 
 
 @dataclass
@@ -80,21 +80,22 @@ def _hex_hash(frame: pd.DataFrame) -> pd.Series:
 
 
 def prepare(
-    installs: pd.DataFrame, recognised: pd.DataFrame, product_ids: dict[str, int], snapshot: bool
+    installs: pd.DataFrame,
+    recognised: pd.DataFrame,
+    product_ids: dict[str, int],
+    snapshot: bool,
+    incomplete_hosts: frozenset[str] = frozenset(),
 ) -> StagedInstalls:
     """Canonical installations (+ recognition columns) -> the staging rows and device rows.
 
     `recognised` is tasks.recognition.recognize(...) of the same frame (same index):
-    normalized_title and product_code. Pure: no store access.
+    normalized_title and product_code. Keys are unique per file (the adapters fold
+    differential events). `incomplete_hosts`: devices with a rejected row; their inventory
+    in this file is not complete, so nothing of theirs is marked removed. Pure: no store.
     """
     frame = installs.copy()
     frame["normalized_title"] = recognised["normalized_title"]
     frame["product_id"] = recognised["product_code"].map(product_ids).astype("Int64")
-    if not snapshot:
-        # an upgrade arrives as removed + added of the same key: the later line wins
-        frame = frame.sort_values("_row").drop_duplicates(
-            [HOSTNAME, RAW_TITLE, PUBLISHER], keep="last"
-        )
     frame["install_key"] = _hex_hash(frame[[HOSTNAME, RAW_TITLE, PUBLISHER]])
     frame["install_date"] = pd.to_datetime(frame["install_date"]).dt.strftime("%Y-%m-%d")
     frame["row_hash"] = _hex_hash(
@@ -117,8 +118,10 @@ def prepare(
         devices.sort_values("seen_at", na_position="first")
         .groupby("hostname", sort=False)
         .agg({"serial": "last", "os": "last", "primary_user_email": "last", "seen_at": "max"})
-        .reset_index()[DEVICE_COLUMNS]
+        .reset_index()
     )
+    devices["complete"] = (~devices["hostname"].isin(incomplete_hosts)).astype(int)
+    devices = devices[DEVICE_COLUMNS]
     unmatched = recognised.loc[recognised["product_code"].isna(), "normalized_title"]
     return StagedInstalls(
         installs=stage,
@@ -137,14 +140,15 @@ _STAGE_DDL = {
             publisher TEXT, version TEXT, normalized_title TEXT, product_id INTEGER,
             source TEXT, install_date TEXT, row_hash TEXT, change TEXT);
         CREATE TEMP TABLE stage_device (hostname TEXT PRIMARY KEY, serial TEXT, os TEXT,
-            primary_user_email TEXT, seen_at TEXT, device_id INTEGER)
+            primary_user_email TEXT, seen_at TEXT, complete INTEGER, device_id INTEGER)
     """,
     "postgresql": """
         CREATE TEMP TABLE stage_install (install_key TEXT, hostname TEXT, raw_title TEXT,
             publisher TEXT, version TEXT, normalized_title TEXT, product_id BIGINT,
             source TEXT, install_date DATE, row_hash TEXT, change TEXT) ON COMMIT DROP;
         CREATE TEMP TABLE stage_device (hostname TEXT PRIMARY KEY, serial TEXT, os TEXT,
-            primary_user_email TEXT, seen_at TIMESTAMPTZ, device_id BIGINT) ON COMMIT DROP
+            primary_user_email TEXT, seen_at TIMESTAMPTZ, complete INTEGER, device_id BIGINT)
+            ON COMMIT DROP
     """,
 }
 
@@ -284,7 +288,7 @@ def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> 
                 """
                 UPDATE installation SET removed_at = :now, last_seen = :now
                 WHERE removed_at IS NULL
-                  AND device_id IN (SELECT device_id FROM stage_device)
+                  AND device_id IN (SELECT device_id FROM stage_device WHERE complete = 1)
                   AND NOT EXISTS (SELECT 1 FROM stage_install s
                                   WHERE s.install_key = installation.install_key)
                 """

@@ -73,7 +73,9 @@ def check_files(
             refused.append((path, checksum, fmt, exc))
             continue
         recognised = recognition.recognize(read.frame, catalog, overrides)
-        staged = discovery.prepare(read.frame, recognised, ids, read.snapshot)
+        staged = discovery.prepare(
+            read.frame, recognised, ids, read.snapshot, frozenset(read.rejected_hostnames)
+        )
         checked.append(CheckedFile(path, checksum, read.fmt, read.rows_read, read.errors, staged))
     if refused:
         with unit_of_work() as session:  # the sync history shows what was refused, and why

@@ -39,8 +39,9 @@ def file_checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_text_utf8(path: Path) -> str:
-    """The file's text; UTF-8 with or without BOM, anything else refused with the line."""
+def read_text_utf8(path: Path, header_lines: int = 0) -> str:
+    """The file's text; UTF-8 with or without BOM, anything else refused with the line.
+    The error's row is the data row (the line minus `header_lines`), like every row error."""
     raw = Path(path).read_bytes()
     if not raw.strip():
         raise InputRejected(str(path), [RowError(str(path), None, None, None, "the file is empty")])
@@ -53,7 +54,8 @@ def read_text_utf8(path: Path) -> str:
             f"not UTF-8 text (byte 0x{byte} on line {line}); save the file as UTF-8 "
             "(Excel: 'CSV UTF-8')"
         )
-        raise InputRejected(str(path), [RowError(str(path), line, None, None, reason)]) from None
+        row = line - header_lines
+        raise InputRejected(str(path), [RowError(str(path), row, None, None, reason)]) from None
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -72,7 +74,7 @@ def read_csv_strict(
     required column, or has rows with the wrong number of fields.
     """
     name = str(path)
-    text = read_text_utf8(path)
+    text = read_text_utf8(path, header_lines=1)
     header_line = text.split("\n", 1)[0]
     delimiter = sniff_delimiter(header_line)
     header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]

@@ -176,14 +176,16 @@ def test_graph_exports_give_entitlements_and_seats(world):
             .where(Contract.contract_number.like("GRAPH-%"))
             .order_by(Contract.contract_number)
         ).all()
-        graph_e3 = session.execute(
-            select(Contract).where(Contract.contract_number == "GRAPH-SPE_E3")
+        graph_e5 = session.execute(
+            select(Contract).where(Contract.contract_number == "GRAPH-SPE_E5")
         ).scalar_one()
-        assert (graph_e3.start_date, graph_e3.end_date) == (TODAY, dt.date(2027, 3, 2))
+        assert (graph_e5.start_date, graph_e5.end_date) == (TODAY, dt.date(2027, 3, 2))
         assert audit.verify(session).ok
-    # entitlements = prepaidUnits.enabled; FLOW_FREE is not in the mapping: no contract
+    # entitlements = prepaidUnits.enabled; FLOW_FREE is not in the mapping: no contract;
+    # E3 is bought through contract EA-1 (2 seats): Graph's 4 prepaid are reported beside it,
+    # not stored as a second entitlement
+    assert result.covered_by_contracts == ["SPE_E3: Graph prepaid 4, contracts 2"]
     assert contracts == [
-        ("GRAPH-SPE_E3", "MS-M365-E3", 4, Decimal("0.00")),
         ("GRAPH-SPE_E5", "MS-M365-E5", 2, Decimal("0.00")),
         ("GRAPH-VISIOCLIENT", "MS-VISIO-PLAN2", 2, Decimal("0.00")),
     ]
@@ -199,7 +201,7 @@ def test_graph_exports_give_entitlements_and_seats(world):
     ]
     assert {o for *_, o in seats(world) if o} == {imported}  # eve's seat only
     assert result.assigned == 6
-    assert result.overrides == []  # E3: 2 + 4 owned, 3 held
+    assert result.overrides == ["MS-M365-E3: 2 owned, 3 in use"]  # recorded, not refused
     assert result.unknown_skus == ["FLOW_FREE"]
     assert result.unmatched_users == ["vendor.guest_partner.com#EXT#@contoso.onmicrosoft.com"]
     assert result.terminated_holders == ["eve.tan@example.com"]
@@ -226,16 +228,17 @@ def test_graph_reimport_moves_entitlements_on(world, tmp_path):
         GRAPH / "users.json", skus=GRAPH / "subscribedSkus.json", sku_map=SKU_MAP, now=NOW
     )
     document = json.loads((GRAPH / "subscribedSkus.json").read_text())
-    document["value"][0]["prepaidUnits"]["enabled"] = 5
+    e5 = next(s for s in document["value"] if s["skuPartNumber"] == "SPE_E5")
+    e5["prepaidUnits"]["enabled"] = 5
     skus = tmp_path / "subscribedSkus.json"
     skus.write_text(json.dumps(document))
     later = NOW + dt.timedelta(days=40)
     result = load_assignments(GRAPH / "users.json", skus=skus, sku_map=SKU_MAP, now=later)
-    assert (result.contracts_created, result.contracts_updated) == (0, 3)  # end moved on
+    assert (result.contracts_created, result.contracts_updated) == (0, 2)  # end moved on
     assert (result.assigned, result.unchanged) == (0, 6)
     with unit_of_work(world) as session:
         contract = session.execute(
-            select(Contract).where(Contract.contract_number == "GRAPH-SPE_E3")
+            select(Contract).where(Contract.contract_number == "GRAPH-SPE_E5")
         ).scalar_one()
         assert (contract.seats, contract.start_date, contract.end_date) == (
             5,
@@ -243,9 +246,9 @@ def test_graph_reimport_moves_entitlements_on(world, tmp_path):
             later.date() + dt.timedelta(days=365),
         )
         update = session.execute(
-            select(AuditLog).where(AuditLog.entity_id == "GRAPH-SPE_E3").order_by(AuditLog.id)
+            select(AuditLog).where(AuditLog.entity_id == "GRAPH-SPE_E5").order_by(AuditLog.id)
         ).scalars().all()[-1]  # fmt: skip
-    assert (update.action, update.before["seats"], update.after["seats"]) == ("update", 4, 5)
+    assert (update.action, update.before["seats"], update.after["seats"]) == ("update", 2, 5)
 
 
 def test_graph_with_the_catalog_mapping(world):

@@ -153,7 +153,7 @@ BAD_FILES = [
     ("unknown_metric.yaml", 2, "metric", "floating", "must be one of ['per_user', 'per_device'"),
     ("negative_seats.csv", 2, "seats", "-5", "must be greater than 0"),
     # the feeds reader names the file's line (header = line 1) for an encoding problem
-    ("latin1.csv", 3, None, None, "not UTF-8 text (byte 0xfc on line 3)"),
+    ("latin1.csv", 2, None, None, "not UTF-8 text (byte 0xfc on line 3)"),
     ("empty.csv", None, None, None, "the file is empty"),
     (
         "duplicate_id.csv",

@@ -194,3 +194,18 @@ def test_compliance_flags_rule():
         "RAR": ("unlicensed_install", 2),
         "UT": ("unauthorised_software", 2),
     }
+
+
+def test_a_device_with_a_rejected_row_loses_nothing(acrobat):
+    """Its inventory in the file is incomplete: absent titles may be the rejected ones."""
+    engine = acrobat
+    both = [("ws-1", "WinRAR", "win.rar GmbH", "6.2"), ("ws-1", "7-Zip", "Igor", "22")]
+    apply(engine, installs(both), [None, None], DAY1)
+    frame = installs([("ws-1", "7-Zip", "Igor", "22")])
+    with unit_of_work(engine) as session:
+        staged = discovery.prepare(
+            frame, recognised(frame, [None]), {}, True, incomplete_hosts=frozenset({"ws-1"})
+        )
+        delta = discovery.apply_staged(session, staged, DAY2)
+    assert delta.removed == 0
+    assert open_installs(engine) == [("ws-1", "7-Zip", "22"), ("ws-1", "WinRAR", "6.2")]

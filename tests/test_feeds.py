@@ -49,7 +49,7 @@ def test_optional_columns_are_added_empty(tmp_path):
         ("", "utf-8", None, None, "the file is empty"),
         ("code,seats,metric\n", "utf-8", None, None, "no data rows"),
         ("code,seats\nA,1\n", "utf-8", 0, "metric", "required column missing"),
-        ("code,seats,metric\nA,1,site\nBé,2,site\n", "latin-1", 3, None, "not UTF-8"),
+        ("code,seats,metric\nA,1,site\nBé,2,site\n", "latin-1", 2, None, "on line 3"),
         ("code,seats,metric\nA,1,site\nB,2\n", "utf-8", 2, None, "expected 3 fields, found 2"),
     ],
 )
