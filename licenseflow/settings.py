@@ -44,10 +44,30 @@ class Settings(BaseSettings):
     )
     inactivity_days: int = Field(90, description="no activity this long = reclaim candidate")
     grace_days: int = Field(30, description="assignments younger than this are never candidates")
+    auto_reclaim_after_days: int | None = Field(
+        None,
+        description="reclaim a notified candidate automatically after this many days without "
+        "an answer (keep); unset = never automatically",
+    )
     renewal_windows: tuple[int, ...] = Field((90, 60, 30), description="days before deadline")
     rightsize_buffer: float = Field(0.10, description="headroom added to peak consumption")
     webhook_url: SecretStr | None = Field(None, description="Slack/Teams style alert webhook")
+    notification_block: str | None = Field(
+        None,
+        description="Prefect notification block for alerts, as 'block-type-slug/name' (e.g. "
+        "custom-webhook/alerts); used when webhook_url is not set",
+    )
+    webhook_timeout_seconds: float = Field(10.0, description="alert delivery: request timeout")
     dask_address: str | None = Field(None, description="tcp://host:8786 to run on Dask")
+    bulk_chunk_size: int = Field(
+        1000, description="bulk rollout: rows applied per database transaction"
+    )
+    bulk_chunk_pause_seconds: float = Field(
+        0.0, description="bulk rollout: pause between chunks, to spread the load (0 = none)"
+    )
+    bulk_approval_poll_seconds: int = Field(
+        5, description="bulk approval: how often a paused flow checks whether it was resumed"
+    )
 
     @property
     def store_url(self) -> str:
