@@ -17,6 +17,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "240")
+# Rich tables in CLI output: wide and stable, whatever terminal runs the tests
+os.environ["COLUMNS"] = "200"
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
