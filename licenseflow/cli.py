@@ -30,6 +30,8 @@ COMMAND_MODULES = [
     "people",
     "renewals",
     "usage",
+    "reconciliation",
+    "report",
 ]
 
 

@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     )
     renewal_windows: tuple[int, ...] = Field((90, 60, 30), description="days before deadline")
     rightsize_buffer: float = Field(0.10, description="headroom added to peak consumption")
+    default_cores_per_device: int = Field(
+        4, description="position: cores counted for a per_core install on a device of unknown cores"
+    )
+    drift_min_change: int = Field(
+        5, description="reconciliation drift: seats/installs a change must reach to be reported"
+    )
+    drift_min_share: float = Field(
+        0.10, description="reconciliation drift: ... and this share of the previous value"
+    )
+    dq_min_recognition_rate: float = Field(
+        0.80, description="data quality: least share of installations recognised, per source"
+    )
+    dq_stale_device_days: int = Field(
+        30, description="data quality: an install on a device unseen this long is an orphan"
+    )
     webhook_url: SecretStr | None = Field(None, description="Slack/Teams style alert webhook")
     notification_block: str | None = Field(
         None,

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -208,11 +210,34 @@ class Assignment(Base):
 
 
 class UsageDaily(Base):
-    """Daily aggregate of activity per person (or device) and product."""
+    """Daily aggregate of activity per person (or device) and product.
+
+    A row is a person's (device_id NULL) or a device's (person_id NULL). NULLs never conflict
+    in a unique key, so each kind has its own partial unique index; the usage upsert's
+    ON CONFLICT names the one it targets. Product first: "last use per seat" scans them.
+    """
 
     __tablename__ = "usage_daily"
     __table_args__ = (
-        UniqueConstraint("day", "product_id", "person_id", "device_id", name="uq_usage_daily_key"),
+        Index(
+            "uq_usage_daily_person",
+            "product_id",
+            "person_id",
+            "day",
+            unique=True,
+            sqlite_where=text("device_id IS NULL"),
+            postgresql_where=text("device_id IS NULL"),
+        ),
+        Index(
+            "uq_usage_daily_device",
+            "product_id",
+            "device_id",
+            "day",
+            unique=True,
+            sqlite_where=text("person_id IS NULL"),
+            postgresql_where=text("person_id IS NULL"),
+        ),
+        CheckConstraint("(person_id IS NULL) <> (device_id IS NULL)", name="person_or_device"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, index=True)

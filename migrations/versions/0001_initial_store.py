@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 22:40:12.858201
+Create Date: 2026-11-27 22:56:33.749172
 """
 
 from collections.abc import Sequence
@@ -422,6 +422,10 @@ def upgrade() -> None:
         sa.Column("sessions", sa.Integer(), nullable=False),
         sa.Column("minutes", sa.Double(), nullable=False),
         sa.Column("last_activity", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "(person_id IS NULL) <> (device_id IS NULL)",
+            name=op.f("ck_usage_daily_person_or_device"),
+        ),
         sa.ForeignKeyConstraint(
             ["device_id"], ["device.id"], name=op.f("fk_usage_daily_device_id_device")
         ),
@@ -432,14 +436,25 @@ def upgrade() -> None:
             ["product_id"], ["product.id"], name=op.f("fk_usage_daily_product_id_product")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_daily")),
-        sa.UniqueConstraint(
-            "day", "product_id", "person_id", "device_id", name="uq_usage_daily_key"
-        ),
     )
     with op.batch_alter_table("usage_daily", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_usage_daily_day"), ["day"], unique=False)
         batch_op.create_index(batch_op.f("ix_usage_daily_person_id"), ["person_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_usage_daily_product_id"), ["product_id"], unique=False)
+        batch_op.create_index(
+            "uq_usage_daily_device",
+            ["product_id", "device_id", "day"],
+            unique=True,
+            sqlite_where=sa.text("person_id IS NULL"),
+            postgresql_where=sa.text("person_id IS NULL"),
+        )
+        batch_op.create_index(
+            "uq_usage_daily_person",
+            ["product_id", "person_id", "day"],
+            unique=True,
+            sqlite_where=sa.text("device_id IS NULL"),
+            postgresql_where=sa.text("device_id IS NULL"),
+        )
 
     op.create_table(
         "alert",
@@ -518,6 +533,16 @@ def downgrade() -> None:
 
     op.drop_table("alert")
     with op.batch_alter_table("usage_daily", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_usage_daily_person",
+            sqlite_where=sa.text("device_id IS NULL"),
+            postgresql_where=sa.text("device_id IS NULL"),
+        )
+        batch_op.drop_index(
+            "uq_usage_daily_device",
+            sqlite_where=sa.text("person_id IS NULL"),
+            postgresql_where=sa.text("person_id IS NULL"),
+        )
         batch_op.drop_index(batch_op.f("ix_usage_daily_product_id"))
         batch_op.drop_index(batch_op.f("ix_usage_daily_person_id"))
         batch_op.drop_index(batch_op.f("ix_usage_daily_day"))
