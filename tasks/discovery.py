@@ -205,6 +205,10 @@ def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> 
     bulk_load(session, "stage_device", devices)
     bulk_load(session, "stage_install", staged.installs)
     session.execute(text("CREATE INDEX ix_stage_install_key ON stage_install (install_key)"))
+    if session.get_bind().dialect.name == "postgresql":
+        # temp tables have no statistics until analysed: without them the planner picks
+        # nested loops over 2M rows for the diff statements below
+        _execute_script(session, "ANALYZE stage_install; ANALYZE stage_device")
     params = {"now": now, "source": staged.installs["source"].iloc[0]}
     delta = Delta(devices_seen=len(devices))
 

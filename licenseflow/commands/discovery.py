@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from pathlib import Path
 
 import typer
@@ -43,19 +41,18 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @app.command()
     def position(
         as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-        as_of: str = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today)"),
+        as_of: str = typer.Option(
+            None, "--as-of", help="YYYY-MM-DD (default today): rebuilt from history"
+        ),
+        by: str = typer.Option(
+            None, "--by", help="cost-center or department: the cost charged back per group"
+        ),
     ) -> None:
-        """Per product: entitled seats, devices it is installed on, their users."""
-        from licenseflow.db import unit_of_work
-        from tasks.position import installed_position
+        """Per product, by metric: entitled, consumed, shortfall or surplus, reclaimable
+        seats, true-up cost and waste (the weekly reconciliation's position)."""
+        from licenseflow.commands.reconciliation import print_position
 
-        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-        with unit_of_work() as session:
-            frame = installed_position(session, day)
-        if as_json:
-            typer.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
-            return
-        show_position(frame, f"License position on {day}")
+        print_position(as_json, as_of, by)
 
 
 def show_position(frame, title: str) -> None:

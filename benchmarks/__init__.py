@@ -1,0 +1,1 @@
+"""Scale runs of licenseflow and the synthetic-enterprise generator they (and the demo) use."""
