@@ -427,7 +427,8 @@ def timed(fn, *args):
 def run_once(engine, reports: Path) -> dict[str, float]:
     """One reconciliation, phase by phase, as the flow's tasks do it."""
     from licenseflow.db import unit_of_work
-    from tasks import data_quality, reconciliation_store as store
+    from tasks import data_quality
+    from tasks import reconciliation_store as store
     from tasks.reconciliation import (
         Rules,
         chargeback_frame,
