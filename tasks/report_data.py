@@ -449,9 +449,10 @@ def contract_changes(session: Session, period: ReportPeriod, catalog: pd.DataFra
         logged = logged.drop(columns=["at", "action", "before", "after"]).merge(
             contracts, on="contract_number", how="inner"
         )
-    frame = pd.concat([f for f in (started, logged) if not f.empty], ignore_index=True)
-    if frame.empty:
+    parts = [f for f in (started, logged) if not f.empty]
+    if not parts:  # no contract started or changed in the period
         return pd.DataFrame(columns=columns)
+    frame = pd.concat(parts, ignore_index=True)
     frame["unit_cost"] = frame["unit_cost"].astype("float64")
     frame["seats"] = frame["seats"].astype("Int64")
     return frame.sort_values(["date", "contract_number", "change"], ignore_index=True)[columns]

@@ -42,8 +42,10 @@ def demo_steps(today: str):
     from flows.contracts_sync import contracts_sync
     from flows.daily_discovery_scan import daily_discovery_scan
     from flows.hr_sync import hr_sync
+    from flows.quarterly_audit_report import quarterly_audit_report
     from flows.renewals import renewals
     from flows.usage_metering import usage_metering
+    from flows.weekly_reconciliation import weekly_reconciliation
 
     def discovery() -> str:
         summary = daily_discovery_scan(today=today)
@@ -53,12 +55,19 @@ def demo_steps(today: str):
             f"recognition {'n/a' if rate is None else f'{rate:.1%}'}"
         )
 
+    def report(day: str) -> str:
+        quarter = f"{day[:4]}Q{(int(day[5:7]) - 1) // 3 + 1}"
+        result = quarterly_audit_report(quarter=quarter, as_of=day)
+        return describe(result)
+
     return [
         ("contracts sync", lambda: describe(contracts_sync())),
         ("HR sync and offboarding", lambda: describe(hr_sync(today=today))),
         ("daily discovery scan", discovery),
         ("usage metering", lambda: describe(usage_metering(now=f"{today}T07:00:00+00:00"))),
         ("renewals", lambda: describe(renewals(today=today))),
+        ("weekly reconciliation", lambda: describe(weekly_reconciliation(today=today))),
+        ("quarterly audit report (quarter to date)", lambda: report(today)),
     ]
 
 
