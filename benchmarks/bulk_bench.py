@@ -9,8 +9,9 @@ The store: 20,000 people, 2,000 devices, eight products with contracts, 12,000 o
 The batch: 70% assigns to people without the product, 30% revokes of existing seats, spread
 over the products, pilot 10 rows. Stages are timed by calling the same functions the flow
 calls (the human approval wait is excluded: the approval is recorded directly). With --flow
-the real bulk_assignment flow also runs (ephemeral Prefect, a thread approving as soon as
-the run pauses; the time paused is subtracted). Each repetition rolls the batch back, so
+the real bulk_assignment flow also runs (ephemeral Prefect, started before the clock; a
+thread approving as soon as the run pauses; the time from the approval request to the
+recorded decision is subtracted). Each repetition rolls the batch back, so
 the next one starts from the same state; medians are reported as a Markdown table.
 """
 
@@ -208,19 +209,25 @@ def run_stages(engine, path: Path) -> dict:
 
 def run_flow(path: Path) -> float:
     """The real flow; a thread approves as soon as the run pauses; the pause is subtracted."""
-    from prefect.exceptions import NotPausedError
-    from prefect.flow_runs import resume_flow_run
     from sqlalchemy import select
 
     from flows.bulk_assignment import bulk_assignment
     from licenseflow.db import get_engine, unit_of_work
     from schemas.store import BulkBatch
     from tasks import bulk_apply
+    from tasks.bulk_approval import resume_waiting_run
 
     engine = get_engine()
     paused = {}
 
     def approver():
+        try:
+            approve_when_paused()
+        except BaseException as exc:  # never leave the flow waiting a day for a dead thread
+            paused["error"] = exc
+            raise
+
+    def approve_when_paused():
         while True:
             with unit_of_work(engine) as session:
                 row = session.execute(
@@ -228,29 +235,24 @@ def run_flow(path: Path) -> float:
                         BulkBatch.state == "awaiting_approval"
                     )
                 ).first()
-            if row and row.flow_run_id:
-                paused.setdefault("at", time.perf_counter())
-                try:
-                    resume_flow_run(
-                        row.flow_run_id,
-                        run_input={"decision": "approve", "approver": "bench-approver"},
-                    )
-                    paused["resumed"] = time.perf_counter()
-                    paused["batch"] = row.id
-                    return
-                except NotPausedError:
-                    pass
+            if row and row.flow_run_id and resume_waiting_run(row.flow_run_id, "approve", "bench"):
+                paused["batch"] = row.id
+                return
             time.sleep(0.05)
 
     thread = threading.Thread(target=approver, daemon=True)
     thread.start()
     t = time.perf_counter()
-    result = bulk_assignment(file=str(path), requester="bench-requester", pilot_size=10)
+    result = bulk_assignment(
+        file=str(path), requester="bench-requester", pilot_size=10, approval_timeout_seconds=600
+    )
     total = time.perf_counter() - t
     thread.join(5)
     assert result["state"] == "rolled_out", result["state"]
     bulk_apply.roll_back(engine, paused["batch"], "bench-operator")
-    return total - (paused["resumed"] - paused["at"])
+    # the wait: from asking for approval until the run, resumed, records the decision
+    at = {e["state"]: e["at"] for e in result["events"]}
+    return total - (at["approved"] - at["awaiting_approval"]).total_seconds()
 
 
 def main() -> None:

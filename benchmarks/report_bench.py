@@ -122,7 +122,7 @@ def load(engine, table: str, frame: pd.DataFrame) -> None:
                 raw.commit()
         if engine.dialect.name == "postgresql":
             for name in ("id",):
-                if name in columns:
+                if name in columns and pd.api.types.is_integer_dtype(frame[name].dtype):
                     cursor.execute(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
                         f"(SELECT MAX(id) FROM {table}))"
@@ -510,6 +510,9 @@ def main() -> None:
     else:
         url = make_store(args.db, workdir)
     os.environ["SLM_DATABASE_URL"] = url
+    from licenseflow.prefect_env import configure_prefect_defaults
+
+    configure_prefect_defaults()  # Prefect's home in the bench's folder, quiet, no telemetry
     from licenseflow.db import get_engine
 
     try:

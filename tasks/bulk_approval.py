@@ -182,20 +182,25 @@ def _decided_elsewhere(engine, batch_id: str) -> str:
     return state
 
 
-def resume_waiting_run(flow_run_id: str, decision: str, approver: str, comment: str) -> bool:
-    """Hand a decision to the flow run paused for it. False when no run is waiting."""
+def resume_waiting_run(
+    flow_run_id: str, decision: str, approver: str, comment: str = "", *, patience: float = 5
+) -> bool:
+    """Hand a decision to the flow run paused for it. False when no run is waiting. A run
+    that paused a moment ago may not have saved its form yet: retried for `patience` s."""
     from uuid import UUID
 
     from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     run_input = {"decision": decision, "approver": approver, "comment": comment}
-    try:
-        resume_flow_run(UUID(flow_run_id), run_input=run_input)
-    except (NotPausedError, ObjectNotFound, ValueError):
-        return False
-    except Exception as exc:  # e.g. the pause already timed out on the server
-        if "resume" in str(exc).lower() or "paused" in str(exc).lower():
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            resume_flow_run(UUID(str(flow_run_id)), run_input=run_input)
+            return True
+        except (NotPausedError, ObjectNotFound, ValueError):
             return False
-        raise
-    return True
+        except RuntimeError as exc:  # rejected: form not saved yet, or the pause expired
+            if "schema not found" not in str(exc) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)

@@ -33,6 +33,7 @@ from licenseflow.errors import InputRejected, RowError
 from schemas import bulk as B
 from schemas.store import Contract, Device, Person, Product
 from tasks.assignments import AssignmentService, Capacity, counts_toward
+from tasks.export_safety import neutralise
 from tasks.feeds import ROW, file_checksum, read_csv_strict, validate_frame
 
 CHUNK = 2000  # values per IN (...) list
@@ -481,11 +482,10 @@ def load_costs(
 
 
 def safe_cell(value) -> str:
-    """A cell a spreadsheet will not run as a formula."""
+    """A report cell a spreadsheet will not run as a formula (tasks.export_safety)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return neutralise(str(value))
 
 
 def error_table(errors: Iterable[RowError]) -> list[dict]:

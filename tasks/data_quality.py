@@ -10,8 +10,9 @@ The checks (each a frame read from the store with one set-based query, validated
 - current_contracts (in force or still to come): every contract has an owner;
 - recognition: per install source, the share of present installations recognised as a
   catalog product is at least dq_min_recognition_rate (0.80);
-- installed_devices: no orphan installs - every present installation is on a device the
-  store knows, seen by discovery within dq_stale_device_days (30) of the date;
+- installed_devices: no orphan installs - every present installation is on a device seen by
+  discovery within dq_stale_device_days (30) of the date (that the device exists at all is
+  the store's foreign key);
 - per_core_devices: every device with a per_core product installed has a core count (else
   the position counts default_cores_per_device for it).
 
@@ -36,6 +37,14 @@ FOLDER = "data_quality"
 LATEST = "latest.json"
 HOLDER_OK = ["active", "leave", "known device"]
 EXAMPLES = 10  # unexpected values listed per failed expectation
+LABELS = {  # the column that names a row of each check in examples
+    "open_seats": "holder",
+    "contracts": "contract_number",
+    "current_contracts": "contract_number",
+    "recognition": "source",
+    "installed_devices": "hostname",
+    "per_core_devices": "hostname",
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ CHECKS = {
     "contracts": "seats positive, unit cost not negative, end date on or after start date",
     "current_contracts": "every contract in force or to come has an owner",
     "recognition": "installations recognised as catalog products, per source",
-    "installed_devices": "no orphan installs: devices known and recently seen",
+    "installed_devices": "no orphan installs: every device with installs recently seen",
     "per_core_devices": "devices with a per_core product have a core count",
 }
 
@@ -61,7 +70,6 @@ def quality_frames(session: Session, day: dt.date) -> dict[str, pd.DataFrame]:
     """The store's data as the checks see it on `day` (today's state of the store)."""
     from tasks.reconciliation_store import fetch_frame
 
-    sqlite = session.get_bind().dialect.name == "sqlite"
     open_seats = fetch_frame(
         session,
         """
@@ -102,48 +110,50 @@ def quality_frames(session: Session, day: dt.date) -> dict[str, pd.DataFrame]:
     contracts["owner_email"] = owner.where(owner != "", None)
     current = contracts[contracts["end_date"] >= pd.Timestamp(day)].reset_index(drop=True)
 
-    # one pass over the present installations: per device and source (SQLite: a plain scan
-    # and one sort beat walking the device index and looking every row up)
-    present = fetch_frame(
+    # recognition: one pass over the installations, a handful of groups
+    recognition = fetch_frame(
         session,
-        f"""
-        SELECT device_id, source, COUNT(*), COUNT(product_id)
-        FROM installation {"NOT INDEXED" if sqlite else ""}
-        WHERE removed_at IS NULL
-        GROUP BY device_id, source
-        """,  # noqa: S608 - a fixed hint
-        ["device_id", "source", "installs", "recognised"],
+        """
+        SELECT source, COUNT(*), COUNT(product_id) FROM installation
+        WHERE removed_at IS NULL GROUP BY source
+        """,
+        ["source", "installs", "recognised"],
     )
-    recognition = present.groupby("source", as_index=False)[["installs", "recognised"]].sum()
     recognition["recognition_rate"] = (
         recognition["recognised"] / recognition["installs"].where(recognition["installs"] > 0)
     ).astype("float64")
 
-    devices = fetch_frame(
+    # orphan installs, per device: one index probe per device ("has it a present install?");
+    # the store's foreign key already guarantees every installation's device exists
+    installed_devices = fetch_frame(
         session,
-        "SELECT id, hostname, last_seen, cores FROM device",
-        ["device_id", "hostname", "last_seen", "cores"],
-    ).set_index("device_id")
-    installed_devices = present.groupby("device_id", as_index=False)["installs"].sum()
-    installed_devices = installed_devices.join(devices[["hostname", "last_seen"]], on="device_id")
+        """
+        SELECT d.id, d.hostname, d.last_seen FROM device d
+        WHERE EXISTS (SELECT 1 FROM installation i
+                      WHERE i.device_id = d.id AND i.removed_at IS NULL)
+        """,
+        ["device_id", "hostname", "last_seen"],
+    )
     seen = pd.to_datetime(installed_devices["last_seen"], utc=True, format="ISO8601")
     unseen = pd.Timestamp(day) - seen.dt.tz_localize(None).dt.normalize()
     installed_devices["days_unseen"] = unseen.dt.days.astype("Float64")
     installed_devices = installed_devices.drop(columns=["last_seen"])
 
+    # per_core: from the (few) per_core products to their installations (CROSS JOIN keeps
+    # that order on SQLite; PostgreSQL plans it alike)
     per_core = fetch_frame(
         session,
         """
-        SELECT DISTINCT i.device_id, p.code FROM installation i
-        JOIN product p ON p.id = i.product_id
-        WHERE p.metric = 'per_core' AND p.classification = 'commercial'
-          AND i.removed_at IS NULL
+        SELECT DISTINCT d.hostname, p.code, d.cores
+        FROM product p CROSS JOIN installation i
+        LEFT JOIN device d ON d.id = i.device_id
+        WHERE i.product_id = p.id AND p.metric = 'per_core'
+          AND p.classification = 'commercial' AND i.removed_at IS NULL
         """,
-        ["device_id", "product_code"],
+        ["hostname", "product_code", "cores"],
     )
-    per_core = per_core.join(devices[["hostname", "cores"]], on="device_id")
     per_core["cores"] = pd.to_numeric(per_core["cores"].astype(object)).astype("Float64")
-    per_core = per_core[["hostname", "product_code", "cores"]].sort_values(["hostname"])
+    per_core = per_core.sort_values(["hostname", "product_code"])
     return {
         "open_seats": open_seats,
         "contracts": contracts,
@@ -180,7 +190,6 @@ def expectations(thresholds: Thresholds) -> dict[str, list]:
             )
         ],
         "installed_devices": [
-            gxe.ExpectColumnValuesToNotBeNull(column="hostname"),
             gxe.ExpectColumnValuesToBeBetween(
                 column="days_unseen", max_value=thresholds.stale_device_days
             ),
@@ -234,7 +243,7 @@ def validate(
             batch_parameters={"dataframe": frame}, result_format={"result_format": "SUMMARY"}
         )
         for outcome in result.results:
-            checks.append(_outcome(name, len(frame), outcome))
+            checks.append(_outcome(name, frame, outcome))
     context.build_data_docs()
     site = root / "gx" / "uncommitted" / "data_docs" / "local_site"
     _untrack(site)
@@ -264,11 +273,21 @@ def _untrack(site: Path) -> None:
 _LOGO_QUERY = re.compile(r"(logo-long\.png)\?[^\"']*")
 
 
-def _outcome(check: str, rows: int, outcome) -> dict:
+def _outcome(check: str, frame: pd.DataFrame, outcome) -> dict:
+    """One expectation's result as plain values; examples name the offending rows (the
+    check's LABELS column, e.g. the contract number) with the value found."""
     config = outcome.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "result_format")}
     result = outcome.result or {}
-    examples = [_plain(v) for v in (result.get("partial_unexpected_list") or [])[:EXAMPLES]]
+    values = (result.get("partial_unexpected_list") or [])[:EXAMPLES]
+    where = (result.get("partial_unexpected_index_list") or [])[:EXAMPLES]
+    label = LABELS.get(check)
+    if label and len(where) == len(values) and all(i in frame.index for i in where):
+        examples = [
+            f"{_plain(frame.at[i, label])}: {_plain(v)}" for i, v in zip(where, values, strict=True)
+        ]
+    else:
+        examples = [_plain(v) for v in values]
     if outcome.exception_info and outcome.exception_info.get("raised_exception"):
         examples = [str(outcome.exception_info.get("exception_message"))[:300]]
     return {
@@ -276,13 +295,15 @@ def _outcome(check: str, rows: int, outcome) -> dict:
         "expectation": config.type,
         "kwargs": {k: _plain(v) for k, v in kwargs.items()},
         "success": bool(outcome.success),
-        "rows": rows,
+        "rows": len(frame),
         "unexpected": int(result.get("unexpected_count") or 0),
         "examples": examples,
     }
 
 
 def _plain(value):
+    if value is pd.NA or value is pd.NaT:
+        return None
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):

@@ -28,11 +28,23 @@ def is_text_column(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
 
 
+def neutralise_series(series: pd.Series) -> pd.Series:
+    """`neutralise` applied to every cell of a text column (vectorised for string columns;
+    an object column's non-string cells are left alone)."""
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(
+        series.dtype
+    ):
+        trigger = series.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+        return series.where(~trigger, QUOTE + series) if trigger.any() else series
+    return series.map(neutralise, na_action="ignore")
+
+
 def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `frame` with every text cell and every column name neutralised."""
+    """A copy of `frame` with every text cell and every column name neutralised: what the
+    HTML page, the workbook and the CSV files are written from."""
     safe = frame.copy()
-    for column in safe.columns:
-        if is_text_column(safe[column]):
-            safe[column] = safe[column].map(neutralise, na_action="ignore")
+    for i, column in enumerate(frame.columns):
+        if is_text_column(frame[column]):
+            safe.isetitem(i, neutralise_series(frame[column]))
     safe.columns = [neutralise(str(c)) for c in safe.columns]
     return safe

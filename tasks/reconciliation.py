@@ -251,7 +251,10 @@ def consumers(
         people_last = person_use(facts.usage, facts.devices)
     people_used = _in_window(people_last, facts.day, rules.window_days)
     people_used = people_used.assign(metric=people_used["product_id"].map(metric))
-    installed = facts.installed.assign(metric=facts.installed["product_id"].map(metric))
+    # installations consume only for device metrics (per_device, per_core)
+    by_device = metric[metric.isin(DEVICE_METRICS)].index
+    installed = facts.installed[facts.installed["product_id"].isin(by_device)]
+    installed = installed.assign(metric=installed["product_id"].map(metric))
     frames = []
 
     def holders(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -294,9 +297,17 @@ def consumers(
     # concurrent: the window's peak, shared among the people who used it
     frames.append(_concurrent_shares(facts, metric, people_used, rules))
 
-    found = pd.concat([f for f in frames if not f.empty], ignore_index=True)
-    if found.empty:
-        return pd.DataFrame(columns=["product_id", "person_id", "device_id", "units"])
+    frames = [f for f in frames if not f.empty]
+    if not frames:  # nothing assigned, installed or used yet (a new store)
+        return pd.DataFrame(
+            {
+                "product_id": pd.Series(dtype="int64"),
+                "person_id": pd.Series(dtype="Int64"),
+                "device_id": pd.Series(dtype="Int64"),
+                "units": pd.Series(dtype="float64"),
+            }
+        )
+    found = pd.concat(frames, ignore_index=True)
     for column in ("person_id", "device_id"):
         found[column] = (
             found[column].astype("Int64") if column in found else pd.array([pd.NA] * len(found))
@@ -375,14 +386,18 @@ def reclaimable_seats(
 # --- the position -------------------------------------------------------------------------
 
 
-def license_position(facts: Facts, rules: Rules = Rules()) -> pd.DataFrame:
+def license_position(
+    facts: Facts, rules: Rules = Rules(), found: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per commercial product with a contract in force or anything consumed,
-    assigned, installed or used: the POSITION_COLUMNS (see the module docstring)."""
+    assigned, installed or used: the POSITION_COLUMNS (see the module docstring).
+    `found`: consumers(facts, rules), when the caller has it already."""
     products = facts.products.set_index("product_id")
     metric = products["metric"]
     people_last = person_use(facts.usage, facts.devices)
     devices_last = device_use(facts.usage)
-    found = consumers(facts, rules, people_last)
+    if found is None:
+        found = consumers(facts, rules, people_last)
     index = products.index
     frame = products[["product_code", "product_name", "vendor", "metric"]].copy()
 
@@ -441,13 +456,19 @@ def _count(pairs: pd.DataFrame, index: pd.Index) -> pd.Series:
 
 
 def chargeback_frame(
-    facts: Facts, position: pd.DataFrame, by: str = "cost_center", rules: Rules = Rules()
+    facts: Facts,
+    position: pd.DataFrame,
+    by: str = "cost_center",
+    rules: Rules = Rules(),
+    found: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The position's consumption per cost center or department and product: the
-    CHARGEBACK_COLUMNS, most expensive first within each group."""
+    CHARGEBACK_COLUMNS, most expensive first within each group. `found`: consumers(facts,
+    rules), when the caller has it already."""
     if by not in GROUPINGS:
         raise ValueError(f"chargeback by cost_center or department, not {by!r}")
-    found = consumers(facts, rules)
+    if found is None:
+        found = consumers(facts, rules)
     found = found[found["product_id"].isin(position["product_id"])]
     people = facts.people.set_index("person_id")[GROUPINGS[by]]
     primary = facts.devices.set_index("device_id")["person_id"]

@@ -212,14 +212,20 @@ def _amount(value) -> str:
 def compute_position_task(day: dt.date) -> Reconciliation:
     """The license position on `day` and its chargeback per cost center (one read of the
     store's facts)."""
-    from tasks.reconciliation import chargeback_frame, license_position, rules_from_settings
+    from tasks.reconciliation import (
+        chargeback_frame,
+        consumers,
+        license_position,
+        rules_from_settings,
+    )
     from tasks.reconciliation_store import read_facts
 
     rules = rules_from_settings()
     with unit_of_work() as session:
         facts = read_facts(session, day, rules)
-    position = license_position(facts, rules)
-    charged = chargeback_frame(facts, position, "cost_center", rules)
+    found = consumers(facts, rules)  # once, for the position and the chargeback
+    position = license_position(facts, rules, found)
+    charged = chargeback_frame(facts, position, "cost_center", rules, found)
     get_run_logger().info(
         "position on %s: %d products, %d in shortfall",
         day,

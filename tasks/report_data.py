@@ -197,7 +197,7 @@ class Section:
     key: str  # sheet name, CSV file name, HTML anchor
     title: str
     description: str
-    html_rows: int | None = 200  # rows shown in the HTML (None: all); exports hold all
+    html_rows: int | None = 100  # rows shown in the HTML (None: all); exports hold all
 
 
 SECTIONS = [
@@ -1059,7 +1059,8 @@ def usage_trend(session: Session, day: dt.date, vendor: str | None = None) -> pd
     """Seats in use per day of the 52 weeks to `day`: (person or device, product) pairs
     with activity that day, of every product or of one vendor's."""
     since = day - dt.timedelta(days=TREND_DAYS - 1)
-    query = select(UsageDaily.day, func.count(), func.sum(UsageDaily.sessions)).where(
+    # a count per day only: SQLite answers it from the index on day alone
+    query = select(UsageDaily.day, func.count()).where(
         UsageDaily.day >= since, UsageDaily.day <= day
     )
     if vendor is not None:
@@ -1068,26 +1069,23 @@ def usage_trend(session: Session, day: dt.date, vendor: str | None = None) -> pd
             .join(Vendor, Vendor.id == Product.vendor_id)
             .where(Vendor.name == vendor)
         )
-    frame = _frame(session, query.group_by(UsageDaily.day), ["day", "seats", "sessions"])
+    frame = _frame(session, query.group_by(UsageDaily.day), ["day", "seats"])
     frame["day"] = pd.to_datetime(frame["day"])
     return frame
 
 
 def weekly_trend(daily: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    """week_start, seats_in_use (average per day of the week), sessions: the 52 weeks to
-    `day` (the last week ends on it)."""
-    columns = ["week_start", "seats_in_use", "sessions"]
+    """week_start, seats_in_use (average per day of the week): the 52 weeks to `day` (the
+    last week ends on it)."""
+    columns = ["week_start", "seats_in_use"]
     since = pd.Timestamp(day - dt.timedelta(days=TREND_DAYS - 1))
     weeks = pd.DataFrame({"week_start": pd.date_range(since, periods=TREND_DAYS // 7, freq="7D")})
     if daily.empty:
-        out = weeks.assign(seats_in_use=0.0, sessions=0)
+        out = weeks.assign(seats_in_use=0.0)
     else:
         index = ((pd.to_datetime(daily["day"]) - since).dt.days // 7).astype("int64")
-        sums = daily.groupby(index)[["seats", "sessions"]].sum()
-        out = weeks.assign(
-            seats_in_use=(sums["seats"].reindex(weeks.index).fillna(0) / 7).round(1),
-            sessions=sums["sessions"].reindex(weeks.index).fillna(0).astype("int64"),
-        )
+        seats = daily.groupby(index)["seats"].sum().reindex(weeks.index).fillna(0)
+        out = weeks.assign(seats_in_use=(seats / 7).round(1))
     out["week_start"] = out["week_start"].dt.date
     return out[columns]
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
@@ -101,12 +99,13 @@ def plain_values(series: pd.Series, kind: str) -> list:
         moments = pd.to_datetime(series, utc=True).dt.tz_localize(None)
         return [None if pd.isna(v) else v.to_pydatetime() for v in moments]
     if kind == "int":
-        return [None if pd.isna(v) else int(v) for v in series]
+        return [None if pd.isna(v) else int(v) for v in series.astype(object)]
     if kind in ("float", "money"):
-        return [None if pd.isna(v) else float(v) for v in series]
+        return [None if pd.isna(v) else float(v) for v in series.astype(object)]
     if kind == "bool":
-        return [None if v is None or v is pd.NA else bool(v) for v in series]
-    return [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in series]
+        return [None if v is None or v is pd.NA else bool(v) for v in series.astype(object)]
+    values = series.astype(object).tolist()  # element-wise iteration of Arrow strings is slow
+    return [None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in values]
 
 
 def export_frame(frame: pd.DataFrame) -> tuple[list[str], list[str], list[list]]:
@@ -158,7 +157,14 @@ def html_table(frame: pd.DataFrame, limit: int | None) -> dict:
             for value, currency in zip(columns[2], columns[1], strict=True)
         ]
     classes = [
-        " ".join(c for c, on in (("num", kind in NUMERIC_KINDS), ("nowrap", name in NOWRAP)) if on)
+        " ".join(
+            c
+            for c, on in (
+                ("num", kind in NUMERIC_KINDS),
+                ("nowrap", name in NOWRAP or kind in ("date", "datetime")),
+            )
+            if on
+        )
         for name, kind in zip(header, kinds, strict=True)
     ]
     rows = [
@@ -322,6 +328,12 @@ def savings_chart(months: pd.DataFrame, data: ReportData, currency: str | None) 
         if dt.date(start.year, start.month + i, 1) <= data.period.as_of
     ]
     shown = months[months["currency"] == currency] if currency else months.iloc[0:0]
+    if shown["annual_saving"].sum() == 0:
+        _empty(ax, "no seat reclaimed or offboarded in the quarter")
+        ax.set_title(
+            "Savings realised in the quarter, by month", loc="left", fontsize=11, fontweight="bold"
+        )
+        return _svg(fig, "savings")
     bottom = np.zeros(len(labels))
     for cause, color in (("reclaimed", "#2f6690"), ("offboarding", "#81c3d7")):
         part = shown[shown["cause"] == cause].set_index("month")["annual_saving"]
@@ -433,7 +445,7 @@ EXCEL_MAX_ROWS = 1_048_575  # below the header
 STREAM_CHUNK = 5_000  # rows per write while streaming a sheet
 
 
-def write_workbook(data: ReportData, path: Path) -> Path:
+def write_workbook(data: ReportData, path: Path, chunk_rows: int = STREAM_CHUNK) -> Path:
     """One sheet per section (after "report": what the workbook is): typed cells, a styled
     header row, frozen panes, an autofilter and column widths.
 
@@ -441,7 +453,8 @@ def write_workbook(data: ReportData, path: Path) -> Path:
     cell styles. Its per-cell path costs ~19 us a cell, 25 s for the 1.3 million cells of
     the reference enterprise's report, so the data rows are streamed into the sheets
     openpyxl wrote, in the same SpreadsheetML (inline strings, typed numbers, dates as
-    serial numbers with the date style openpyxl registered for the column)."""
+    serial numbers with the date style openpyxl registered for the column), built a column
+    at a time from the neutralised frame."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
@@ -468,24 +481,29 @@ def write_workbook(data: ReportData, path: Path) -> Path:
         sheet = book.create_sheet(key)
         if key == "report":
             header, kinds = ["item", "value"], ["text", "text"]
-            columns = [[a for a, _ in about], [b for _, b in about]]
+            samples = [[a for a, _ in about], [b for _, b in about]]
+            rows = len(about)
         else:
-            header, kinds, columns = export_frame(data.sections[key])
-        rows = min(len(columns[0]) if columns else 0, EXCEL_MAX_ROWS)
+            frame = data.sections[key].head(EXCEL_MAX_ROWS)
+            safe = neutralise_frame(frame)
+            header = list(safe.columns)
+            kinds = [column_kind(frame[c], c) for c in frame.columns]
+            head = safe.head(500)
+            samples = [plain_values(head.iloc[:, j], k) for j, k in enumerate(kinds)]
+            rows = len(frame)
         letters = [get_column_letter(j) for j in range(1, len(header) + 1)]
-        for letter, name, kind, values in zip(letters, header, kinds, columns, strict=True):
-            width = max([len(name)] + [len(_excel_text(v, kind)) for v in values[:500]])
+        for letter, name, kind, values in zip(letters, header, kinds, samples, strict=True):
+            width = max([len(name)] + [len(_excel_text(v, kind)) for v in values])
             sheet.column_dimensions[letter].width = min(max(width + 2, 9), 60)
         sheet.freeze_panes = "A2"
-        if header:
-            sheet.auto_filter.ref = f"A1:{letters[-1]}{rows + 1}"
-        head = []
+        sheet.auto_filter.ref = f"A1:{letters[-1]}{rows + 1}"
+        dimensions[f"xl/worksheets/sheet{index}.xml"] = f"A1:{letters[-1]}{rows + 1}"
+        head_cells = []
         for name in header:
             cell = WriteOnlyCell(sheet, value=name)
             cell.font, cell.fill, cell.alignment = bold, fill, wrap
-            head.append(cell)
-        sheet.append(head)
-        dimensions[f"xl/worksheets/sheet{index}.xml"] = f"A1:{letters[-1]}{rows + 1}"
+            head_cells.append(cell)
+        sheet.append(head_cells)
         if key == "report":
             for item, value in about:
                 cell = WriteOnlyCell(sheet, value=value)
@@ -502,18 +520,19 @@ def write_workbook(data: ReportData, path: Path) -> Path:
                 cell.number_format = _EXCEL_FORMATS[kind]
             prototype.append(cell)
         sheet.append(prototype)
-        streamed[f"xl/worksheets/sheet{index}.xml"] = (letters, kinds, columns, rows)
+        streamed[f"xl/worksheets/sheet{index}.xml"] = (letters, kinds, safe)
     book.save(path)
-    _stream_rows(path, streamed, dimensions)
+    _stream_rows(path, streamed, dimensions, chunk_rows)
     return path
 
 
 _PROTOTYPE = re.compile(r'<row r="2"(?: [^>]*)?(?:/>|>(.*?)</row>)', re.S)
 _CELL_STYLE = re.compile(r'<c r="([A-Z]+)2" s="(\d+)"')
-_ILLEGAL = re.compile(r"[\000-\010\013\014\016-\037]")
+_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # not allowed in XML 1.0
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 
 
-def _stream_rows(path: Path, streamed: dict, dimensions: dict) -> None:
+def _stream_rows(path: Path, streamed: dict, dimensions: dict, chunk_rows: int) -> None:
     """Replace each streamed sheet's prototype row by its data rows and give every sheet
     its dimension (what readers size the sheet by), rewriting the zip."""
     import zipfile
@@ -521,7 +540,7 @@ def _stream_rows(path: Path, streamed: dict, dimensions: dict) -> None:
     temporary = path.with_suffix(".tmp")
     with (
         zipfile.ZipFile(path) as source,
-        zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as target,
+        zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as target,
     ):
         for info in source.infolist():
             content = source.read(info.filename)
@@ -534,61 +553,60 @@ def _stream_rows(path: Path, streamed: dict, dimensions: dict) -> None:
             if info.filename not in streamed:
                 target.writestr(info, xml.encode("utf-8"))
                 continue
-            letters, kinds, columns, rows = streamed[info.filename]
+            letters, kinds, safe = streamed[info.filename]
             found = _PROTOTYPE.search(xml)
             if found is None:
                 raise RuntimeError(f"{info.filename}: openpyxl's prototype row is missing")
             styles = dict(_CELL_STYLE.findall(found.group(1) or ""))
             with target.open(info.filename, "w", force_zip64=True) as out:
                 out.write(xml[: found.start()].encode("utf-8"))
-                cells = [
-                    _cells(letter, kind, styles.get(letter), values[:rows])
-                    for letter, kind, values in zip(letters, kinds, columns, strict=True)
-                ]
-                for start in range(0, rows, STREAM_CHUNK):
-                    stop = min(start + STREAM_CHUNK, rows)
-                    out.write(
-                        "".join(
-                            f'<row r="{i + 2}">' + "".join(c[i] for c in cells) + "</row>"
-                            for i in range(start, stop)
-                        ).encode("utf-8")
-                    )
+                for start in range(0, len(safe), chunk_rows):
+                    part = safe.iloc[start : start + chunk_rows]
+                    out.write(_rows_xml(part, start + 2, letters, kinds, styles))
                 out.write(xml[found.end() :].encode("utf-8"))
     temporary.replace(path)
 
 
-def _cells(letter: str, kind: str, style: str | None, values: list) -> list[str]:
-    """One column's cells as SpreadsheetML, row 2 onwards ("" for an empty cell)."""
-    from openpyxl.utils.datetime import to_excel
+def _rows_xml(frame: pd.DataFrame, first_row: int, letters, kinds, styles) -> bytes:
+    """Rows of SpreadsheetML for a slice of a neutralised section, numbered from
+    `first_row` (the section's first row is the sheet's row 2)."""
+    numbers = pd.Series(np.arange(len(frame)) + first_row, index=frame.index).astype(str)
+    numbers = numbers.astype("string")
+    content = None
+    for j, (letter, kind) in enumerate(zip(letters, kinds, strict=True)):
+        cells = _cells(frame.iloc[:, j], kind, letter, styles.get(letter), numbers)
+        content = cells if content is None else content + cells
+    rows = '<row r="' + numbers + '">' + content + "</row>"
+    return "".join(rows.tolist()).encode("utf-8")
 
+
+def _cells(series: pd.Series, kind: str, letter: str, style, numbers: pd.Series) -> pd.Series:
+    """One column's cells as SpreadsheetML strings ("" where the cell is empty)."""
+    at = f'<c r="{letter}' + numbers
     s = f' s="{style}"' if style else ""
     if kind in ("int", "float", "money"):
-        return [
-            ""
-            if v is None or v != v or v in (math.inf, -math.inf)
-            else f'<c r="{letter}{i}"{s} t="n"><v>{v!r}</v></c>'
-            for i, v in enumerate(values, start=2)
-        ]
-    if kind in ("date", "datetime"):
-        return [
-            "" if v is None else f'<c r="{letter}{i}"{s} t="n"><v>{to_excel(v)!r}</v></c>'
-            for i, v in enumerate(values, start=2)
-        ]
-    if kind == "bool":
-        return [
-            "" if v is None else f'<c r="{letter}{i}" t="b"><v>{int(v)}</v></c>'
-            for i, v in enumerate(values, start=2)
-        ]
-    return [
-        "" if v is None or v == "" else _text_cell(f"{letter}{i}", str(v))
-        for i, v in enumerate(values, start=2)
-    ]
-
-
-def _text_cell(ref: str, text: str) -> str:
-    text = escape(_ILLEGAL.sub("", text))
-    space = ' xml:space="preserve"' if text != text.strip() else ""
-    return f'<c r="{ref}" t="inlineStr"><is><t{space}>{text}</t></is></c>'
+        values = pd.to_numeric(series.astype(object), errors="coerce").astype("float64")
+        values = values.where(np.isfinite(values))
+        text = values.astype("Int64" if kind == "int" else "float64").astype("string")
+        cells = at + f'"{s} t="n"><v>' + text + "</v></c>"
+    elif kind in ("date", "datetime"):
+        moments = pd.to_datetime(series, utc=True).dt.tz_localize(None)
+        serial = (moments - _EXCEL_EPOCH) / pd.Timedelta(days=1)
+        text = serial.round().astype("Int64") if kind == "date" else serial
+        cells = at + f'"{s} t="n"><v>' + text.astype("string") + "</v></c>"
+    elif kind == "bool":
+        text = series.astype("boolean").astype("Int64").astype("string")
+        cells = at + '" t="b"><v>' + text + "</v></c>"
+    else:
+        text = series.astype("string").str.replace(_ILLEGAL, "", regex=True)
+        text = text.str.replace("&", "&amp;").str.replace("<", "&lt;").str.replace(">", "&gt;")
+        text = text.where((text != "").fillna(False).astype(bool))
+        space = (text != text.str.strip()).fillna(False).astype(bool)
+        opening = pd.Series("<t>", index=text.index, dtype="string").where(
+            ~space, '<t xml:space="preserve">'
+        )
+        cells = at + '" t="inlineStr"><is>' + opening + text + "</t></is></c>"
+    return cells.fillna("")
 
 
 def _excel_text(value, kind: str) -> str:
@@ -652,18 +670,26 @@ def write_report(
 # --- the Prefect UI -------------------------------------------------------------------------
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#|!])")
+
+
+def _md(text) -> str:
+    """A name from the store as plain text in markdown (no link, no markup)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 def summary_markdown(data: ReportData, files: ReportFiles) -> str:
-    title = f"Vendor audit pack: {data.vendor}" if data.vendor else "Quarterly license audit"
+    title = f"Vendor audit pack: {_md(data.vendor)}" if data.vendor else "Quarterly license audit"
     lines = [f"# {title}, {data.period.title}", ""]
     for card in headline(data):
         lines.append(
-            f"- {card['label']}: **{', '.join(card['values'])}** {card['detail']}".rstrip()
+            f"- {card['label']}: **{', '.join(card['values'])}** {_md(card['detail'])}".rstrip()
         )
     risk = data.sections["vendor_risk"]
     high = risk.loc[risk["risk"] == "high", "vendor"].drop_duplicates().tolist()
     lines += [
         f"- vendors at high compliance risk: **{len(high)}**"
-        + (f" ({', '.join(str(neutralise(v)) for v in high[:10])})" if high else ""),
+        + (f" ({', '.join(_md(v) for v in high[:10])})" if high else ""),
         f"- renewals due by the end of next quarter: **{len(data.sections['renewals'])}**",
         f"- ownership gaps: **{len(data.sections['ownership_gaps'])}**",
     ]
@@ -671,7 +697,7 @@ def summary_markdown(data: ReportData, files: ReportFiles) -> str:
     lines.append(
         f"- audit log: **{'chain intact' if v.ok else 'chain BROKEN'}**, {v.entries} entries, "
         f"last hash `{v.last_hash or '-'}`"
-        + ("" if v.ok else f" (entry {v.first_bad_id}: {v.problem})")
+        + ("" if v.ok else f" (entry {v.first_bad_id}: {_md(v.problem)})")
     )
     lines += [
         "",
@@ -679,18 +705,18 @@ def summary_markdown(data: ReportData, files: ReportFiles) -> str:
         f"Workbook: `{files.workbook}`  ",
         f"CSV: `{files.csv_dir}`",
     ]
-    return "\n".join(lines).replace("|", "/")
+    return "\n".join(lines)
 
 
 def publish(data: ReportData, files: ReportFiles) -> dict:
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
     suffix = f"-{slug(data.vendor)}" if data.vendor else ""
+    what = f"Audit pack {_md(data.vendor)}" if data.vendor else "Quarterly audit report"
     create_link_artifact(
         key=f"{LINK_KEY}{suffix}",
         link=files.html.resolve().as_uri(),
-        link_text=f"{'Audit pack ' + data.vendor if data.vendor else 'Quarterly audit report'} "
-        f"{data.period.title}",
+        link_text=f"{what} {data.period.title}",
         description="The report's HTML page (the workbook and CSVs are beside it)",
     )
     create_markdown_artifact(

@@ -12,8 +12,6 @@ import time
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.exceptions import NotPausedError
-from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 from test_bulk_world import BULK_DATA, build_world, seat_state, store_fingerprint
 
@@ -23,6 +21,7 @@ from licenseflow.db import unit_of_work
 from licenseflow.errors import InputRejected
 from licenseflow.settings import get_settings
 from schemas.store import AuditLog, BulkBatch
+from tasks.bulk_approval import resume_waiting_run
 from tasks.bulk_state import history
 
 
@@ -57,12 +56,8 @@ def answer_when_paused(engine, answers: list[dict], deadline: float = 60) -> thr
                     run_id = session.execute(
                         select(BulkBatch.flow_run_id).where(BulkBatch.state == "awaiting_approval")
                     ).scalar()
-                if run_id and is_paused(run_id):
-                    try:
-                        resume_flow_run(run_id, run_input=answer)
-                        break
-                    except NotPausedError:  # resumed meanwhile by an earlier answer
-                        pass
+                if run_id and is_paused(run_id) and resume_waiting_run(run_id, **answer):
+                    break
                 time.sleep(0.2)
             else:
                 errors.append(TimeoutError("the flow never paused for approval"))
@@ -79,7 +74,12 @@ def test_approved_through_the_pause_form_rolls_out(flow_world):
     person = answer_when_paused(
         engine, [{"decision": "approve", "approver": "bob", "comment": "looks right"}]
     )
-    result = bulk_assignment(file=str(BULK_DATA / "good.csv"), requester="alice", pilot_size=2)
+    result = bulk_assignment(
+        file=str(BULK_DATA / "good.csv"),
+        requester="alice",
+        pilot_size=2,
+        approval_timeout_seconds=60,
+    )
     person.join(5)
     assert not person.errors
     assert result["state"] == "rolled_out"
@@ -121,7 +121,9 @@ def test_rejected_batch_changes_nothing(flow_world):
     person = answer_when_paused(
         engine, [{"decision": "reject", "approver": "bob", "comment": "not this quarter"}]
     )
-    result = bulk_assignment(file=str(BULK_DATA / "good.csv"), requester="alice")
+    result = bulk_assignment(
+        file=str(BULK_DATA / "good.csv"), requester="alice", approval_timeout_seconds=60
+    )
     person.join(5)
     assert result["state"] == "rejected"
     assert the_batch(engine).approval_comment == "not this quarter"
@@ -137,7 +139,9 @@ def test_self_approval_is_refused_and_another_person_approves(flow_world):
             {"decision": "approve", "approver": "bob", "comment": ""},
         ],
     )
-    result = bulk_assignment(file=str(BULK_DATA / "good.csv"), requester="alice")
+    result = bulk_assignment(
+        file=str(BULK_DATA / "good.csv"), requester="alice", approval_timeout_seconds=60
+    )
     person.join(5)
     assert not person.errors
     assert result["state"] == "rolled_out"

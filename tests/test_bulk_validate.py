@@ -214,3 +214,13 @@ def test_same_file_while_waiting_or_applied_is_refused(sqlite_engine):
     back_up(sqlite_engine, first.batch_id)
     with pytest.raises(BatchStateError, match=f"already submitted as batch {first.batch_id}"):
         submit(sqlite_engine, BULK_DATA / "good.csv", "alice")
+
+
+def test_error_report_cells_cannot_run_as_formulas(sqlite_engine, tmp_path):
+    build_world(sqlite_engine)
+    path = tmp_path / "evil.csv"
+    path.write_text('action,product_code,user\nassign,MS-VISIO-PLAN2,"=HYPERLINK(""x"")"\n')
+    result = submit(sqlite_engine, path, "alice")
+    with open(result.error_report, newline="", encoding="utf-8") as handle:
+        report = list(csv.DictReader(handle))
+    assert [(r["row"], r["value"]) for r in report] == [("1", '\'=HYPERLINK("x")')]

@@ -117,13 +117,16 @@ def test_great_expectations_suite_fails_on_seeded_bad_data(sqlite_engine, runtim
         ("contracts", "expect_column_pair_values_a_to_be_greater_than_b", "pair"): (False, 1),
         ("current_contracts", "expect_column_values_to_not_be_null", "owner_email"): (False, 1),
         ("recognition", "expect_column_values_to_be_between", "recognition_rate"): (False, 1),
-        ("installed_devices", "expect_column_values_to_not_be_null", "hostname"): (True, 0),
         ("installed_devices", "expect_column_values_to_be_between", "days_unseen"): (False, 1),
         ("per_core_devices", "expect_column_values_to_not_be_null", "cores"): (False, 1),
     }
     assert summary["success"] is False and summary["failed"] == 7
     terminated = next(c for c in summary["checks"] if c["kwargs"].get("column") == "holder_state")
-    assert terminated["examples"] == ["terminated"]
+    assert terminated["examples"] == ["c@example.com: terminated"]
+    unowned = next(c for c in summary["checks"] if c["check"] == "current_contracts")
+    assert unowned["examples"] == ["CT-BAD-1: None"]
+    stale = next(c for c in summary["checks"] if c["kwargs"].get("column") == "days_unseen")
+    assert stale["examples"] == ["old-pc: 180.0"]
 
     # results and Data Docs in the reports folder; the summary is kept as the latest
     docs = reports / "data_quality" / "gx" / "uncommitted" / "data_docs" / "local_site"

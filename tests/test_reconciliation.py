@@ -265,6 +265,17 @@ def test_position_today_and_as_of_a_past_date(engine):
     assert june.set_index("product_code").at["SLACK-PRO", "vendor"] == "Salesforce"
 
 
+def test_position_before_anything_was_assigned_installed_or_used(engine):
+    """A new store (or a date before the first seat) has contracts and nothing consumed."""
+    arrange_company(engine)
+    with unit_of_work(engine) as session:
+        early = position_as_of(session, D(2025, 5, 1), RULES).set_index("product_code")
+    assert list(early.index) == ["AUTODESK-AUTOCAD"]  # the one contract in force then
+    autocad = early.loc["AUTODESK-AUTOCAD"]
+    assert (autocad["entitled"], autocad["consumed"], autocad["surplus"]) == (5, 0, 5)
+    assert (autocad["shortfall"], autocad["reclaimable"]) == (0, 0)
+
+
 def test_people_status_as_of_the_date_from_history(engine):
     ids = arrange_company(engine)
     with unit_of_work(engine) as session:

@@ -96,4 +96,4 @@ def test_weekly_reconciliation_flow_snapshots_drift_and_data_quality(
     assert result.exit_code == 0, result.output
     assert "shortfall: 4 products, 6 seats, true-up 7,030.00 USD a year" in result.output
     assert "drift: 0 change(s)" in result.output
-    assert "data quality: 2 of 10 expectations failed" in result.output
+    assert "data quality: 2 of 9 expectations failed" in result.output

@@ -49,7 +49,7 @@ from tasks.data_quality import write_summary
 from tasks.export_safety import neutralise
 from tasks.reconciliation import position_as_of
 from tasks.report_data import SECTION_KEYS, Quarter, ReportPeriod, gather
-from tasks.report_render import write_report
+from tasks.report_render import write_report, write_workbook
 
 D = dt.date
 INJECTED = '=HYPERLINK("http://x")'
@@ -491,6 +491,13 @@ def test_workbook_reopens_with_a_sheet_per_section(written):
     about = {r[0].value: r[1].value for r in book["report"].iter_rows(min_row=2)}
     assert about["audit_last_hash"] == data.verification.last_hash
     assert about["quarter"] == "2026Q3"
+    # rows are streamed into the sheets in chunks: one row a chunk gives the same workbook
+    again = write_workbook(data, files.workbook.with_name("chunked.xlsx"), chunk_rows=1)
+    chunked = load_workbook(again)
+    for name in book.sheetnames:
+        expected = list(book[name].iter_rows(values_only=True))
+        assert list(chunked[name].iter_rows(values_only=True)) == expected, name
+    assert chunked["seat_change_log"].max_row == len(data.sections["seat_change_log"]) + 1
 
 
 def _all_text_cells(files) -> list[str]:

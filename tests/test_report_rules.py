@@ -119,10 +119,9 @@ def test_weekly_trend_averages_seats_in_use_per_day_over_52_weeks():
         {
             "day": pd.to_datetime(["2026-09-30", "2026-09-29", "2026-09-24", "2025-01-01"]),
             "seats": [7, 7, 14, 99],
-            "sessions": [1, 2, 3, 4],
         }
     )
     trend = weekly_trend(daily, day)
     assert len(trend) == 52 and trend["week_start"].iloc[-1] == D(2026, 9, 24)
-    assert trend.iloc[-1][["seats_in_use", "sessions"]].tolist() == [4.0, 6]
+    assert trend["seats_in_use"].iloc[-1] == 4.0  # (7 + 7 + 14) / 7
     assert trend["seats_in_use"].iloc[:-1].sum() == 0  # 2025-01-01 is before the 52 weeks
