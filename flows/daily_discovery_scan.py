@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prefect import flow
 
+from licenseflow.clock import run_clock
 from tasks.discovery_tasks import (
     apply_file,
     check_files,
@@ -23,9 +22,7 @@ def daily_discovery_scan(files: list[str] | None = None, today: str | None = Non
 
     A file with too many rejected rows fails the run before anything is applied.
     """
-    now = dt.datetime.now(dt.UTC)
-    day = dt.date.fromisoformat(today) if today else now.date()
-    now = dt.datetime.combine(day, now.time(), tzinfo=dt.UTC)  # a replayed day stays that day
+    day, now = run_clock(today)  # a replayed day stays that day
 
     catalog = sync_catalog()
     pending = pending_files(files)

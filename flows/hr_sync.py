@@ -3,10 +3,9 @@ freed by today's leavers are free the same day."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prefect import flow
 
+from licenseflow.clock import run_clock
 from tasks.assignment_feeds import import_pending_task as import_assignment_state
 from tasks.hr_sync_tasks import (
     flag_ownership_gaps,
@@ -34,13 +33,14 @@ def hr_sync(
     would terminate or leave out more than the guard share of the company is refused unless
     `confirm_mass_termination` (the confirmation is audit-logged). A rehire gets no seat back.
     """
-    day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.UTC).date()
+    day, now = run_clock(today)  # a replayed day's seats and revocations fall on that day
 
     files = pending_rosters(roster)
     results = [ingest_roster(path, day, confirm_mass_termination) for path in files]
     results.append(terminate_due(day, confirm_mass_termination))
-    imports = import_assignment_state()  # seats imported for people already gone: revoked below
-    offboarded = offboard_leavers(day)
+    # seats imported for people already gone are revoked below
+    imports = import_assignment_state(now=now)
+    offboarded = offboard_leavers(day, now)
     on_leave = flag_people_on_leave()
     gaps = flag_ownership_gaps(day)
     return publish_hr_sync(results, imports, offboarded, on_leave, gaps, day)

@@ -7,6 +7,7 @@ import datetime as dt
 
 from prefect import flow
 
+from licenseflow.clock import run_clock
 from tasks.calendar_export import export_calendar_task
 from tasks.notify import deliver_task
 from tasks.renewals import KINDS, publish_task, review_task
@@ -21,12 +22,7 @@ def renewals(today: str | None = None) -> dict:
 
     `today` (YYYY-MM-DD) replaces the clock, for replays and tests.
     """
-    if today:
-        day = dt.date.fromisoformat(today)
-        now = dt.datetime.combine(day, dt.time(6, 0), tzinfo=dt.UTC)
-    else:
-        now = dt.datetime.now(dt.UTC)
-        day = now.date()
+    day, now = run_clock(today, at=dt.time(6, 0))
 
     found = review_task(day, now)  # alerts written, stale ones resolved: one transaction
     delivery = deliver_task(list(KINDS), now)  # never fails the run: failures stay pending

@@ -7,6 +7,7 @@ import datetime as dt
 
 from prefect import flow
 
+from licenseflow.clock import run_clock
 from tasks.reconciliation_tasks import (
     compute_position_task,
     data_quality_task,
@@ -26,12 +27,7 @@ def weekly_reconciliation(today: str | None = None) -> dict:
     `today` (YYYY-MM-DD) replaces the clock, for replays and tests: the position is rebuilt
     from history as it stood at the end of that day.
     """
-    if today:
-        day = dt.date.fromisoformat(today)
-        now = dt.datetime.combine(day, dt.time(7, 0), tzinfo=dt.UTC)
-    else:
-        now = dt.datetime.now(dt.UTC)
-        day = now.date()
+    day, now = run_clock(today, at=dt.time(7, 0))
 
     result = compute_position_task(day)  # entitlement vs consumption, by metric
     snapshot = snapshot_task(result, now)  # kept for next week; drift against last week's

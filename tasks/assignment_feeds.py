@@ -779,10 +779,12 @@ def import_pending(
 
 
 @task(name="import-assignment-state", cache_policy=NO_CACHE, retries=0)
-def import_pending_task(sources_file: str | None = None) -> list[AssignmentsLoad]:
+def import_pending_task(
+    sources_file: str | None = None, now: dt.datetime | None = None
+) -> list[AssignmentsLoad]:
     """Import the pending assignment-state files (for flows: hr_sync runs it before
     offboarding, so seats imported for terminated people are revoked the same day)."""
-    results = import_pending(sources_file)
+    results = import_pending(sources_file, now=now)
     logger = get_run_logger()
     for result in results:
         (logger.warning if result.refused else logger.info)(result.summary())

@@ -79,12 +79,12 @@ def terminate_due(today: dt.date, confirm_mass_termination: bool) -> people.Rost
 
 
 @task(cache_policy=NO_CACHE)
-def offboard_leavers(today: dt.date) -> tuple[pd.DataFrame, int]:
-    """Every open seat of everyone terminated goes back (reason "offboarding"). Returns the
-    reclaimed seats per product and how many people they came from."""
+def offboard_leavers(today: dt.date, now: dt.datetime | None = None) -> tuple[pd.DataFrame, int]:
+    """Every open seat of everyone terminated goes back (reason "offboarding"), stamped `now`.
+    Returns the reclaimed seats per product and how many people they came from."""
     with unit_of_work() as session:
         leavers = offboarding.people_to_offboard(session, today)
-        return offboarding.offboard(session, leavers, today, ACTOR), len(leavers)
+        return offboarding.offboard(session, leavers, today, ACTOR, now), len(leavers)
 
 
 @task(cache_policy=NO_CACHE)

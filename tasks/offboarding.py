@@ -60,11 +60,15 @@ def people_to_offboard(session: Session, today: dt.date) -> list[int]:
 
 
 def offboard(
-    session: Session, person_ids: Iterable[int], today: dt.date, actor: str
+    session: Session,
+    person_ids: Iterable[int],
+    today: dt.date,
+    actor: str,
+    now: dt.datetime | None = None,
 ) -> pd.DataFrame:
-    """Revoke every open seat of each person; returns the reclaimed seats per product with
-    the monthly cost recovered (columns RECLAIMED_COLUMNS)."""
-    service = AssignmentService(session, actor)
+    """Revoke every open seat of each person (stamped `now`, default the clock); returns the
+    reclaimed seats per product with the monthly cost recovered (columns RECLAIMED_COLUMNS)."""
+    service = AssignmentService(session, actor, now=now)
     revoked: list[int] = []  # product id per revoked seat
     for person_id in dict.fromkeys(person_ids):
         outcomes = service.revoke_all_for_person(int(person_id), reason=REASON)
