@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, text
@@ -35,7 +35,20 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def entry_hash(prev_hash: str, entry: dict) -> str:
+_HASHED = (
+    "at",
+    "actor",
+    "action",
+    "entity",
+    "entity_id",
+    "before",
+    "after",
+    "batch_id",
+    "flow_run_id",
+)
+
+
+def entry_hash(prev_hash: str, entry: Mapping) -> str:
     body = {
         "at": _utc(entry["at"]).isoformat(timespec="microseconds"),
         "actor": entry["actor"],
@@ -175,35 +188,40 @@ def verify(session: Session, expected_head: str | None = None) -> Verification:
     count = 0
     seen_expected = expected_head is None
     last = None  # the entry before this one
-    result = session.execute(select(AuditLog).order_by(AuditLog.id)).yield_per(5000).scalars()
+    # plain rows, not ORM objects: a million entries verify in seconds, not minutes
+    columns = [getattr(AuditLog, c) for c in ("id", "prev_hash", "hash", *_HASHED)]
+    result = session.execute(
+        select(*columns).order_by(AuditLog.id).execution_options(yield_per=5000)
+    ).mappings()
     for entry in result:
         count += 1
-        if entry.prev_hash != prev and last is not None and entry.prev_hash == last.prev_hash:
+        if (
+            entry["prev_hash"] != prev
+            and last is not None
+            and entry["prev_hash"] == last["prev_hash"]
+        ):
             # this entry links past the one before it: that one was slipped in
             return Verification(
                 False,
                 count - 1,
-                last.prev_hash,
-                last.id,
+                last["prev_hash"],
+                last["id"],
                 "it was inserted: the entry after it links to the entry before it",
             )
-        if entry.prev_hash != prev:
+        if entry["prev_hash"] != prev:
             return Verification(
                 False,
                 count,
                 prev,
-                entry.id,
+                entry["id"],
                 "its link to the previous entry does not match: an entry before it was "
                 "removed, or this one was inserted",
             )
-        fields = {c: getattr(entry, c) for c in ("at", "actor", "action", "entity", "entity_id")}
-        fields |= {c: getattr(entry, c) for c in ("before", "after", "batch_id", "flow_run_id")}
-        recomputed = entry_hash(prev, fields)
-        if recomputed != entry.hash:
+        if entry_hash(prev, entry) != entry["hash"]:
             return Verification(
-                False, count, prev, entry.id, "its content was altered after it was written"
+                False, count, prev, entry["id"], "its content was altered after it was written"
             )
-        prev = entry.hash
+        prev = entry["hash"]
         last = entry
         seen_expected = seen_expected or prev == expected_head
     if not seen_expected:
