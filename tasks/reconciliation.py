@@ -1,7 +1,7 @@
 """Stage 6, the weekly reconciliation: the license position of every commercial product, by
 metric, as of any date; what it costs per cost center; how it drifted since the last run.
 
-The rules (plain functions over the frames of `Facts`, no IO; docs/analyst_position.md says
+The rules (plain functions over the frames of `Facts`, no IO; the README's analyst guide says
 the same in words for analysts):
 
 - entitled: the seats of the product's contracts in force on the date (start_date <= date

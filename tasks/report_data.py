@@ -7,7 +7,7 @@ explicit as-of date inside the quarter. Everything "in the quarter" counts from 
 day of the quarter to the end of the as-of day (UTC); the license position and every "as of"
 figure is the store's state at the end of the as-of day, rebuilt from history.
 
-The rules (docs/analyst_report.md says the same for analysts):
+The rules (the README's analyst guide says the same for analysts):
 - position: THE license position of the weekly reconciliation (tasks.reconciliation
   .position_as_of) on the as-of day; spend in force = the annual cost of the contracts in
   force; true-up exposure = shortfall x unit cost; reclaimable waste = reclaimable seats x
