@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from licenseflow.settings import PROJECT_ROOT, get_settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+_READ_ONLY = "licenseflow_read_only"  # execution option of read_only() connections
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -24,10 +25,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
+def _sqlite_begin(conn) -> None:
     # Take the write lock at BEGIN so two writers serialise instead of failing mid-way
     # (this is what makes "two callers take the last seat: one wins" hold on SQLite).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read_only() transaction begins deferred: a WAL snapshot that blocks no writer, and
+    # query_only makes any write in it fail (pooled connections: set on every BEGIN).
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -46,7 +51,7 @@ def _engine_for(url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "isolation_level": None}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -62,6 +67,23 @@ def unit_of_work(engine: Engine | None = None) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def read_only(engine: Engine | None = None) -> Iterator[Session]:
+    """One read-only transaction over a consistent snapshot of the store, for long reads
+    (reconciliation, the quarterly report, `slm position`) that must not keep the daily flows
+    waiting: on SQLite a deferred BEGIN (WAL: readers never block the writer) instead of the
+    write lock; on PostgreSQL REPEATABLE READ, READ ONLY (one snapshot for every statement).
+    Writing in it fails."""
+    engine = engine or get_engine()
+    options: dict = {_READ_ONLY: True}
+    if is_postgres(engine):
+        options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect() as connection:
+        connection = connection.execution_options(**options)
+        with Session(connection) as session, session.begin():
+            yield session
 
 
 def alembic_config(engine: Engine):

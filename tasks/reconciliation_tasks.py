@@ -16,7 +16,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from licenseflow.db import unit_of_work
+from licenseflow.db import read_only, unit_of_work
 
 ARTIFACT_KEYS = (
     "reconciliation-summary",
@@ -221,7 +221,7 @@ def compute_position_task(day: dt.date) -> Reconciliation:
     from tasks.reconciliation_store import read_facts
 
     rules = rules_from_settings()
-    with unit_of_work() as session:
+    with read_only() as session:  # a consistent snapshot; the daily flows keep writing
         facts = read_facts(session, day, rules)
     found = consumers(facts, rules)  # once, for the position and the chargeback
     position = license_position(facts, rules, found)
@@ -269,7 +269,7 @@ def data_quality_task(day: dt.date) -> dict:
     reports = settings.path("reports_dir")
     thresholds = Thresholds(settings.dq_min_recognition_rate, settings.dq_stale_device_days)
     try:
-        with unit_of_work() as session:
+        with read_only() as session:
             return run_data_quality(session, day, reports, thresholds)
     except Exception as error:  # noqa: BLE001 - the store could not even be read
         return failed_summary(day, error, reports)

@@ -1372,9 +1372,9 @@ def gather(
 ) -> ReportData:
     """Every section of the report (of one vendor's products when `vendor` is given).
 
-    Each step reads in its own short transaction: on SQLite a transaction holds the write
-    lock, and the report must not keep the daily flows waiting for a minute."""
-    from licenseflow.db import unit_of_work
+    Every section is read in one read-only transaction, so the report is one consistent
+    snapshot of the store, and the daily flows writing meanwhile are not kept waiting."""
+    from licenseflow.db import read_only
     from licenseflow.settings import get_settings
     from tasks.reconciliation import license_position, rules_from_settings
     from tasks.reconciliation_store import read_facts
@@ -1384,28 +1384,29 @@ def gather(
     day = period.as_of
 
     def step(name: str, read, *args):
-        with timed(timings, name), unit_of_work(engine) as session:
+        with timed(timings, name):
             return read(session, *args)
 
-    vendor = step("catalog", resolve_vendor, vendor)
-    catalog = step("catalog", read_catalog)
-    rules = rules_from_settings()
-    # THE license position: what tasks.reconciliation.position_as_of computes, from facts
-    # read once so the installs flagged below come from the same read
-    facts = step("position (reconciliation facts)", read_facts, day, rules)
-    with timed(timings, "position (reconciliation rules)"):
-        position = license_position(facts, rules)
-        prices = unit_prices(facts.contracts, catalog, day)
-    log = step("seat change log", seat_change_log, period, catalog)
-    denied = step("unauthorised devices", unauthorised_devices, day, catalog)
-    flags = installed_flags(facts.installed, denied, facts.contracts, catalog, day)
-    gaps = step("ownership gaps", ownership, day, catalog)
-    candidates = step("reclamation", reclamation, period, catalog, prices)
-    renewals = step("renewals", renewals_due, period, catalog)
-    changes = step("contract changes", contract_changes, period, catalog)
-    batches = step("bulk batches", bulk_batches, period, catalog)
-    daily_use = step("usage trend", usage_trend, day, vendor)
-    verification = step("audit log verification", audit.verify)
+    with read_only(engine) as session:  # one snapshot, no write lock held
+        vendor = step("catalog", resolve_vendor, vendor)
+        catalog = step("catalog", read_catalog)
+        rules = rules_from_settings()
+        # THE license position: what tasks.reconciliation.position_as_of computes, from facts
+        # read once so the installs flagged below come from the same read
+        facts = step("position (reconciliation facts)", read_facts, day, rules)
+        with timed(timings, "position (reconciliation rules)"):
+            position = license_position(facts, rules)
+            prices = unit_prices(facts.contracts, catalog, day)
+        log = step("seat change log", seat_change_log, period, catalog)
+        denied = step("unauthorised devices", unauthorised_devices, day, catalog)
+        flags = installed_flags(facts.installed, denied, facts.contracts, catalog, day)
+        gaps = step("ownership gaps", ownership, day, catalog)
+        candidates = step("reclamation", reclamation, period, catalog, prices)
+        renewals = step("renewals", renewals_due, period, catalog)
+        changes = step("contract changes", contract_changes, period, catalog)
+        batches = step("bulk batches", bulk_batches, period, catalog)
+        daily_use = step("usage trend", usage_trend, day, vendor)
+        verification = step("audit log verification", audit.verify)
     quality = data_quality(reports_dir, day)
 
     with timed(timings, "summaries"):

@@ -77,7 +77,7 @@ def print_summary(summary: dict) -> None:
 
 def print_position(as_json: bool, as_of: str | None, by: str | None) -> None:
     """`slm position`: the full position as a table or JSON, or its chargeback per group."""
-    from licenseflow.db import unit_of_work
+    from licenseflow.db import read_only
     from tasks.reconciliation import chargeback, position_as_of
 
     day = parse_day(as_of, "--as-of")
@@ -87,7 +87,7 @@ def print_position(as_json: bool, as_of: str | None, by: str | None) -> None:
         if group is None:
             errors.print(f"--by must be cost-center or department (got {by!r})", markup=False)
             raise typer.Exit(2)
-    with unit_of_work() as session:
+    with read_only() as session:
         frame = chargeback(session, day, group) if group else position_as_of(session, day)
     if as_json:
         typer.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
