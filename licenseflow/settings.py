@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,10 +22,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         PROJECT_ROOT / "data", description="runtime files: the SQLite store, reports, backups"
     )
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         None,
-        description="SQLAlchemy URL of the store; default a SQLite file data/licenseflow.db. "
-        "PostgreSQL: postgresql+psycopg://user:password@host:5432/db",
+        description="SQLAlchemy URL of the store (a secret: it may hold a password); default "
+        "a SQLite file data/licenseflow.db. PostgreSQL: "
+        "postgresql+psycopg://user:password@host:5432/db",
     )
     reports_dir: Path | None = Field(None, description="default data/reports")
     backups_dir: Path | None = Field(None, description="default data/backups")
@@ -86,18 +88,38 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'licenseflow.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'licenseflow.db'}"
+
+    def listing(self) -> list[tuple[str, str, str]]:
+        """(variable, value, description) of every setting, secrets masked, for `slm
+        settings`: what this process would use."""
+        rows = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name == "database_url":
+                value = make_url(self.store_url).render_as_string(hide_password=True)
+            elif isinstance(value, SecretStr):
+                value = "**********"  # set, never shown
+            elif value is None and name in _PATH_DEFAULTS:
+                value = self.path(name)
+            rows.append((f"SLM_{name.upper()}", "" if value is None else str(value),
+                         field.description or ""))  # fmt: skip
+        return rows
 
     def path(self, name: str) -> Path:
         """Resolve an optional path setting to its default under data/."""
-        defaults = {
-            "reports_dir": self.data_dir / "reports",
-            "backups_dir": self.data_dir / "backups",
-            "sources_file": PROJECT_ROOT / "data" / "sources.yaml",
-            "catalog_file": PROJECT_ROOT / "data" / "catalog.yaml",
-            "overrides_file": self.data_dir / "catalog_overrides.yaml",
-        }
-        return getattr(self, name) or defaults[name]
+        return getattr(self, name) or _PATH_DEFAULTS[name](self)
+
+
+_PATH_DEFAULTS = {
+    "reports_dir": lambda s: s.data_dir / "reports",
+    "backups_dir": lambda s: s.data_dir / "backups",
+    "sources_file": lambda s: PROJECT_ROOT / "data" / "sources.yaml",
+    "catalog_file": lambda s: PROJECT_ROOT / "data" / "catalog.yaml",
+    "overrides_file": lambda s: s.data_dir / "catalog_overrides.yaml",
+}
 
 
 @lru_cache
