@@ -782,7 +782,7 @@ def import_pending(
 def import_pending_task(
     sources_file: str | None = None, now: dt.datetime | None = None
 ) -> list[AssignmentsLoad]:
-    """Import the pending assignment-state files (for flows: hr_sync runs it before
+    """Import the pending assignment-state files (for flows: assignment_sync runs it before
     offboarding, so seats imported for terminated people are revoked the same day)."""
     results = import_pending(sources_file, now=now)
     logger = get_run_logger()

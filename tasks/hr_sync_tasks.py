@@ -1,6 +1,7 @@
 """The hr_sync flow's steps as Prefect tasks (each step one transaction), and what the run
 leaves in the Prefect UI: a markdown summary, the reclaimed seats per product with the monthly
-cost recovered, and the ownership gaps."""
+cost recovered, and the ownership gaps. Offboarding and its figures are shared with the
+assignment_sync flow (seats imported for people already gone come back the same day)."""
 
 from __future__ import annotations
 
@@ -79,12 +80,15 @@ def terminate_due(today: dt.date, confirm_mass_termination: bool) -> people.Rost
 
 
 @task(cache_policy=NO_CACHE)
-def offboard_leavers(today: dt.date, now: dt.datetime | None = None) -> tuple[pd.DataFrame, int]:
-    """Every open seat of everyone terminated goes back (reason "offboarding"), stamped `now`.
-    Returns the reclaimed seats per product and how many people they came from."""
+def offboard_leavers(
+    today: dt.date, now: dt.datetime | None = None, actor: str = ACTOR
+) -> tuple[pd.DataFrame, int]:
+    """Every open seat of everyone terminated goes back (reason "offboarding"), stamped `now`
+    and audit-logged as `actor`. Returns the reclaimed seats per product and how many people
+    they came from."""
     with unit_of_work() as session:
         leavers = offboarding.people_to_offboard(session, today)
-        return offboarding.offboard(session, leavers, today, ACTOR, now), len(leavers)
+        return offboarding.offboard(session, leavers, today, actor, now), len(leavers)
 
 
 @task(cache_policy=NO_CACHE)
@@ -106,20 +110,40 @@ def flag_ownership_gaps(today: dt.date) -> pd.DataFrame:
 # --- what the run leaves behind --------------------------------------------------------
 
 
+def offboarding_facts(offboarded: tuple[pd.DataFrame, int]) -> dict:
+    """What offboarding gave back, as a run's summary reports it."""
+    reclaimed, people_offboarded = offboarded
+    totals = offboarding.total_recovered(reclaimed)
+    return {
+        "people_offboarded": people_offboarded,
+        "seats_reclaimed": int(reclaimed["seats_reclaimed"].sum()) if len(reclaimed) else 0,
+        "monthly_cost_recovered": {c: str(v) for c, v in totals.items()},
+    }
+
+
+def recovered_text(facts: dict) -> str:
+    """The monthly cost recovered of offboarding_facts, per currency ("0" for none)."""
+    return ", ".join(f"{v} {c}" for c, v in facts["monthly_cost_recovered"].items()) or "0"
+
+
+def offboarding_line(facts: dict) -> str:
+    """The markdown line of a run's summary about the seats offboarding gave back."""
+    return (
+        f"- seats reclaimed: **{facts['seats_reclaimed']}** from {facts['people_offboarded']} "
+        f"people; monthly cost recovered: **{recovered_text(facts)}**"
+    )
+
+
 def summary(
     result: people.RosterResult,
-    imports: list,
-    reclaimed: pd.DataFrame,
-    people_offboarded: int,
+    offboarded: tuple[pd.DataFrame, int],
     on_leave: pd.DataFrame,
     gaps: pd.DataFrame,
     today: dt.date,
 ) -> dict:
-    totals = offboarding.total_recovered(reclaimed)
     return {
         "today": today.isoformat(),
         "files": result.files,
-        "assignment_imports": [load.summary() for load in imports],
         "created": len(result.created),
         "updated": len(result.updated),
         "status_changes": len(result.status_changes),
@@ -127,9 +151,7 @@ def summary(
         "missing": [p.employee_id for p in result.missing],
         "on_leave": [p.employee_id for p in result.on_leave],
         "mass_termination_confirmed": result.mass_termination_confirmed,
-        "people_offboarded": people_offboarded,
-        "seats_reclaimed": int(reclaimed["seats_reclaimed"].sum()) if len(reclaimed) else 0,
-        "monthly_cost_recovered": {c: str(v) for c, v in totals.items()},
+        **offboarding_facts(offboarded),
         "on_leave_with_seats": len(on_leave),
         "ownership_gaps": len(gaps),
         "new_ownership_alerts": int(gaps["new_alert"].sum()) if len(gaps) else 0,
@@ -153,16 +175,13 @@ def _people(refs: list[people.PersonRef]) -> str:
 def summary_markdown(
     facts: dict,
     result: people.RosterResult,
-    reclaimed: pd.DataFrame,
     on_leave: pd.DataFrame,
     gaps: pd.DataFrame,
 ) -> str:
-    recovered = ", ".join(f"{v} {c}" for c, v in facts["monthly_cost_recovered"].items())
     lines = [
         f"# HR sync, {facts['today']}",
         "",
         f"- roster files applied: {', '.join(facts['files']) or 'none new'}",
-        f"- assignment-state files imported: {len(facts['assignment_imports'])}",
         f"- people created / updated: **{facts['created']} / {facts['updated']}**; "
         f"status changes: **{facts['status_changes']}**",
         f"- newly terminated: **{len(result.newly_terminated)}**: "
@@ -170,13 +189,10 @@ def summary_markdown(
         f"- on leave (seats kept, flagged): **{len(result.on_leave)}**: {_people(result.on_leave)}",
         f"- missing from the roster (not terminated; check the export): "
         f"**{len(result.missing)}**: {_people(result.missing)}",
-        f"- seats reclaimed: **{facts['seats_reclaimed']}** from {facts['people_offboarded']} "
-        f"people; monthly cost recovered: **{recovered or '0'}**",
+        offboarding_line(facts),
         f"- ownership gaps: **{facts['ownership_gaps']}** "
         f"({facts['new_ownership_alerts']} new alerts)",
     ]
-    for line in facts["assignment_imports"]:
-        lines.append(f"  - {_cell(line)}")
     if facts["mass_termination_confirmed"]:
         lines.append("- the mass-termination guard was overridden by confirmation (audit-logged)")
     if result.status_changes:
@@ -203,6 +219,16 @@ def summary_markdown(
                 f"{_cell(g.owner_email)} | {_cell(g.suggested_owner)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def publish_reclaimed(key: str, reclaimed: pd.DataFrame) -> None:
+    """The reclaimed seats per product as a table artifact (with a TOTAL row per currency)."""
+    create_table_artifact(
+        key=key,
+        table=reclaimed_table(reclaimed),
+        description="Seats reclaimed from terminated people, per product, with the monthly "
+        "cost recovered (unit cost per seat per year of the contract in force / 12)",
+    )
 
 
 def reclaimed_table(reclaimed: pd.DataFrame) -> list[dict]:
@@ -235,26 +261,19 @@ def reclaimed_table(reclaimed: pd.DataFrame) -> list[dict]:
 @task(cache_policy=NO_CACHE)
 def publish_hr_sync(
     results: list[people.RosterResult],
-    imports: list,
     offboarded: tuple[pd.DataFrame, int],
     on_leave: pd.DataFrame,
     gaps: pd.DataFrame,
     today: dt.date,
 ) -> dict:
     result = people.RosterResult.combine(results)
-    reclaimed, people_offboarded = offboarded
-    facts = summary(result, imports, reclaimed, people_offboarded, on_leave, gaps, today)
+    facts = summary(result, offboarded, on_leave, gaps, today)
     create_markdown_artifact(
         key="hr-sync-summary",
-        markdown=summary_markdown(facts, result, reclaimed, on_leave, gaps),
+        markdown=summary_markdown(facts, result, on_leave, gaps),
         description="HR sync: people, terminations, reclaimed seats, ownership",
     )
-    create_table_artifact(
-        key="hr-sync-reclaimed-seats",
-        table=reclaimed_table(reclaimed),
-        description="Seats reclaimed from terminated people, per product, with the monthly "
-        "cost recovered (unit cost per seat per year of the contract in force / 12)",
-    )
+    publish_reclaimed("hr-sync-reclaimed-seats", offboarded[0])
     create_table_artifact(
         key="hr-sync-ownership-gaps",
         table=[

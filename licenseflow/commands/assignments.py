@@ -1,4 +1,5 @@
-"""slm assign, slm revoke, slm assignments load, slm audit verify, slm audit log."""
+"""slm assign, slm revoke, slm assignments load, slm run assignment-sync, slm audit verify,
+slm audit log."""
 
 from __future__ import annotations
 
@@ -96,6 +97,24 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         for upn in result.unmatched_users:
             _say(console, f"  licensed in Graph, no person in the store: {upn}")
 
+    @run_app.command("assignment-sync")
+    def run_assignment_sync(
+        today: str = typer.Option(None, help="the run's date, YYYY-MM-DD (default today)"),
+    ) -> None:
+        """Run the assignment sync once, now: the assignments drop folders' new files in,
+        seats of terminated people revoked."""
+        from flows.assignment_sync import assignment_sync
+        from licenseflow.errors import LicenseflowError
+
+        console = Console()
+        with console.status("importing assignment-state files ..."):
+            try:
+                facts = assignment_sync(today=today)
+            except LicenseflowError as exc:
+                console.print(str(exc), style="red", markup=False, highlight=False)
+                raise typer.Exit(1) from None
+        _say(console, sync_gist(facts))
+
     audit_app = typer.Typer(help="The audit log: verify the chain, read entries.")
     app.add_typer(audit_app, name="audit")
 
@@ -172,6 +191,19 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                 json.dumps(r["after"], default=str) if r["after"] is not None else "",
             )
         Console().print(table)
+
+
+def sync_gist(facts: dict) -> str:
+    """One line on an assignment sync's summary (`slm run assignment-sync`, `slm demo`)."""
+    from tasks.hr_sync_tasks import recovered_text
+
+    return (
+        f"{len(facts['applied'])} file(s) applied, {len(facts['already_applied'])} already "
+        f"applied; {facts['seats_assigned']} seat(s) assigned, {facts['seats_unchanged']} "
+        f"unchanged, {len(facts['overrides'])} product(s) over capacity; "
+        f"{facts['seats_reclaimed']} seat(s) of {facts['people_offboarded']} people already "
+        f"gone reclaimed, monthly cost recovered {recovered_text(facts)}"
+    )
 
 
 def _change(action, product, user, device, reason, override, actor) -> None:

@@ -15,30 +15,51 @@ DEMO_TODAY = "2026-11-23"  # the demo data's "today" (a Monday), so the results 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @app.command()
     def demo(today: str = typer.Option(DEMO_TODAY, help="the demo's date, YYYY-MM-DD")) -> None:
-        """Initialise the store and run every flow once on data/demo, through Prefect."""
+        """Initialise the store and run every flow once on data/demo, through Prefect; then
+        the products whose position needs action, and where the reports are."""
         from licenseflow import db
-        from licenseflow.commands.discovery import show_position
-        from licenseflow.settings import get_settings
-        from tasks.position import installed_position
+        from licenseflow.commands.reconciliation import show_what_needs_action
+        from licenseflow.errors import LicenseflowError
+        from tasks.reconciliation import position_as_of
 
         db.upgrade()
         url = db.get_engine().url.render_as_string(hide_password=True)
         console.print(f"store: {url}")
-        for title, step in demo_steps(today):
+        steps = demo_steps(today)
+        results: dict = {}
+        for key, title, run, gist in steps:
             with console.status(f"{title} ..."):
-                result = step()
-            console.print(f"[green]done[/green] {title}: {result}")
+                try:
+                    results[key] = run()
+                except LicenseflowError as exc:  # reported; the later jobs still run
+                    console.print(
+                        f"failed {title}: {exc}", style="red", markup=False, soft_wrap=True
+                    )
+                    continue
+            console.print(f"[green]done[/green] {title}: {gist(results[key])}", soft_wrap=True)
 
         with db.unit_of_work() as session:
-            frame = installed_position(session, dt.date.fromisoformat(today))
-        show_position(frame, f"License position on {today}")
-        settings = get_settings()
-        console.print(f"reports: {settings.path('reports_dir')}")
-        console.print(f"store:   {url}")
+            position = position_as_of(session, dt.date.fromisoformat(today))
+        show_what_needs_action(position, f"License position on {today}: what needs action")
+        report = results.get("report", {})
+        docs = results.get("reconciliation", {}).get("data_quality", {}).get("data_docs")
+        for label, where in (
+            ("report", report.get("html")),
+            ("workbook", report.get("workbook")),
+            ("data docs", docs),
+            ("store", url),
+        ):
+            if where:
+                console.print(f"{label + ':':<10} {where}", markup=False, soft_wrap=True)
+        if len(results) < len(steps):
+            raise typer.Exit(1)
 
 
 def demo_steps(today: str):
-    """(title, callable) in the order the schedules run them."""
+    """(key, title, run, gist) in the order the schedules run them: run() returns the flow's
+    result, gist(result) says it in one line. People come before devices (discovery maps
+    each device's primary user to a person), both before the seats that name them."""
+    from flows.assignment_sync import assignment_sync
     from flows.contracts_sync import contracts_sync
     from flows.daily_discovery_scan import daily_discovery_scan
     from flows.hr_sync import hr_sync
@@ -46,28 +67,45 @@ def demo_steps(today: str):
     from flows.renewals import renewals
     from flows.usage_metering import usage_metering
     from flows.weekly_reconciliation import weekly_reconciliation
+    from licenseflow.commands.assignments import sync_gist
 
-    def discovery() -> str:
-        summary = daily_discovery_scan(today=today)
+    def discovery_gist(summary: dict) -> str:
         rate = summary["recognition_rate"]
         return (
             f"{len(summary['files'])} files, {summary['new']} new installations, "
             f"recognition {'n/a' if rate is None else f'{rate:.1%}'}"
         )
 
-    def report(day: str) -> str:
-        quarter = f"{day[:4]}Q{(int(day[5:7]) - 1) // 3 + 1}"
-        result = quarterly_audit_report(quarter=quarter, as_of=day)
-        return describe(result)
-
+    quarter = f"{today[:4]}Q{(int(today[5:7]) - 1) // 3 + 1}"
     return [
-        ("contracts sync", lambda: describe(contracts_sync())),
-        ("HR sync and offboarding", lambda: describe(hr_sync(today=today))),
-        ("daily discovery scan", discovery),
-        ("usage metering", lambda: describe(usage_metering(now=f"{today}T07:00:00+00:00"))),
-        ("renewals", lambda: describe(renewals(today=today))),
-        ("weekly reconciliation", lambda: describe(weekly_reconciliation(today=today))),
-        ("quarterly audit report (quarter to date)", lambda: report(today)),
+        ("contracts", "contracts sync", contracts_sync, describe),
+        ("hr", "HR sync and offboarding", lambda: hr_sync(today=today), describe),
+        (
+            "discovery",
+            "daily discovery scan",
+            lambda: daily_discovery_scan(today=today),
+            discovery_gist,
+        ),
+        ("assignments", "assignment sync", lambda: assignment_sync(today=today), sync_gist),
+        (
+            "usage",
+            "usage metering",
+            lambda: usage_metering(now=f"{today}T07:00:00+00:00"),
+            describe,
+        ),
+        ("renewals", "renewals", lambda: renewals(today=today), describe),
+        (
+            "reconciliation",
+            "weekly reconciliation",
+            lambda: weekly_reconciliation(today=today),
+            describe,
+        ),
+        (
+            "report",
+            "quarterly audit report (quarter to date)",
+            lambda: quarterly_audit_report(quarter=quarter, as_of=today),
+            describe,
+        ),
     ]
 
 

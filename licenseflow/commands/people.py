@@ -31,6 +31,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     ) -> None:
         """Run the HR sync once, now: roster in, seats of terminated people revoked."""
         from flows.hr_sync import hr_sync
+        from tasks.hr_sync_tasks import recovered_text
 
         with console.status("syncing the HR roster ..."):
             try:
@@ -42,14 +43,13 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             except LicenseflowError as exc:
                 console.print(f"[red]{exc}[/red]")
                 raise typer.Exit(1) from None
-        recovered = ", ".join(f"{v} {c}" for c, v in facts["monthly_cost_recovered"].items())
         console.print(
             f"{len(facts['files'])} roster file(s) applied: {facts['created']} people created, "
             f"{facts['updated']} updated, {facts['status_changes']} status changes; newly "
             f"terminated: {', '.join(facts['newly_terminated']) or 'none'}; "
             f"{facts['seats_reclaimed']} seat(s) reclaimed, monthly cost recovered "
-            f"{recovered or '0'}; on leave: {len(facts['on_leave'])}; missing from the roster: "
-            f"{len(facts['missing'])}; ownership gaps: {facts['ownership_gaps']}"
+            f"{recovered_text(facts)}; on leave: {len(facts['on_leave'])}; missing from the "
+            f"roster: {len(facts['missing'])}; ownership gaps: {facts['ownership_gaps']}"
         )
 
     @people_app.command("list")

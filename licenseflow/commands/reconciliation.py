@@ -7,7 +7,9 @@ import datetime as dt
 import json
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from licenseflow.errors import LicenseflowError
@@ -45,10 +47,12 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         print_summary(summary)
 
 
-def print_summary(summary: dict) -> None:
-    def money(totals: dict) -> str:
-        return ", ".join(f"{v:,.2f} {k}" for k, v in sorted(totals.items())) or "0"
+def money(totals: dict) -> str:
+    """Amounts per currency, e.g. "1,200.00 EUR, 300.00 USD" ("0" for none)."""
+    return ", ".join(f"{v:,.2f} {k}" for k, v in sorted(totals.items())) or "0"
 
+
+def print_summary(summary: dict) -> None:
     quality = summary["data_quality"]
     if quality["error"]:
         verdict = f"could not run: {quality['error']}"
@@ -109,43 +113,95 @@ def _num(value, digits: int = 0) -> str:
         return str(value)
 
 
+# the columns kept, under shorter headers, when the full table is wider than the console
+# (80 columns when the output is not a terminal); amounts are then in whole units, and the
+# currency is said once in the title when there is only one
+NARROW = {
+    "product": "product",
+    "entitled": "entitled",
+    "consumed": "consumed",
+    "shortfall": "short",
+    "surplus": "surplus",
+    "reclaimable": "reclaim",
+    "true-up": "true-up",
+    "waste": "waste",
+    "cur": "cur",
+}
+
+
 def show_full_position(frame, title: str) -> None:
-    table = Table(title=title)
-    columns = [
-        ("product", "left"),
-        ("metric", "left"),
-        ("entitled", "right"),
-        ("consumed", "right"),
-        ("assigned", "right"),
-        ("installed", "right"),
-        ("active", "right"),
-        ("shortfall", "right"),
-        ("surplus", "right"),
-        ("reclaimable", "right"),
-        ("true-up", "right"),
-        ("waste", "right"),
-        ("cur", "left"),
-    ]
-    for name, justify in columns:
-        table.add_column(name, justify=justify)
+    """The position table; the NARROW columns when the full one does not fit the console."""
+    console = Console()  # a console per call: the terminal's width now
+    table = _position_table(frame, title, narrow=False)
+    unbounded = console.options.update(max_width=10_000)
+    if Measurement.get(console, unbounded, table).maximum > console.width:
+        table = _position_table(frame, title, narrow=True)
+    console.print(table)
+
+
+def _position_table(frame, title: str, narrow: bool) -> Table:
+    digits = 0 if narrow else 2
+
+    def count(row, column: str) -> str:  # a shortfall, surplus or reclaimable: empty for none
+        return _num(row[column]) if row[column] else ""
+
+    columns = {  # column: (justify, cell of a position row)
+        "product": ("left", lambda r: r["product_code"]),
+        "metric": ("left", lambda r: r["metric"]),
+        "entitled": (
+            "right",
+            lambda r: (
+                "unlimited" if str(r["entitled"]) in ("None", "<NA>") else _num(r["entitled"])
+            ),
+        ),
+        "consumed": ("right", lambda r: _num(r["consumed"])),
+        "assigned": ("right", lambda r: _num(r["assigned"])),
+        "installed": ("right", lambda r: _num(r["installed"])),
+        "active": ("right", lambda r: _num(r["active"])),
+        "shortfall": ("right", lambda r: count(r, "shortfall")),
+        "surplus": ("right", lambda r: count(r, "surplus")),
+        "reclaimable": ("right", lambda r: count(r, "reclaimable")),
+        "true-up": ("right", lambda r: _num(r["true_up_cost"], digits) if r["shortfall"] else ""),
+        "waste": ("right", lambda r: _num(r["waste"], digits) if r["reclaimable"] else ""),
+        "cur": ("left", lambda r: r["currency"] or ""),
+    }
+    if not narrow:
+        headers, table = {name: name for name in columns}, Table(title=title)
+    else:
+        headers = dict(NARROW)
+        currencies = set(frame["currency"].dropna())
+        if len(currencies) == 1:
+            del headers["cur"]
+            title = f"{title} ({currencies.pop()} a year)"
+        table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for name, header in headers.items():
+        justify, _ = columns[name]
+        # only the product column may shrink (its codes end in "…"), never a figure
+        table.add_column(header, justify=justify, no_wrap=name != "product", overflow="ellipsis")
     for row in frame.to_dict("records"):
-        unlimited = row["entitled"] is None or str(row["entitled"]) == "<NA>"
-        table.add_row(
-            row["product_code"],
-            row["metric"],
-            "unlimited" if unlimited else _num(row["entitled"]),
-            _num(row["consumed"]),
-            _num(row["assigned"]),
-            _num(row["installed"]),
-            _num(row["active"]),
-            _num(row["shortfall"]) if row["shortfall"] else "",
-            _num(row["surplus"]) if row["surplus"] else "",
-            _num(row["reclaimable"]) if row["reclaimable"] else "",
-            _num(row["true_up_cost"], 2) if row["shortfall"] else "",
-            _num(row["waste"], 2) if row["reclaimable"] else "",
-            row["currency"] or "",
-        )
-    Console().print(table)  # a console per call: the terminal's width now
+        table.add_row(*(columns[name][1](row) for name in headers))
+    return table
+
+
+def show_what_needs_action(frame, title: str) -> None:
+    """The products with a shortfall, a surplus or reclaimable seats, the most money at stake
+    first (true-up cost, waste), then one line of totals: true-up exposure, reclaimable waste."""
+    from tasks.reconciliation_tasks import money_by_currency
+
+    at_stake = frame["true_up_cost"].fillna(0) + frame["waste"].fillna(0)
+    needs_action = (frame["shortfall"] > 0) | (frame["surplus"] > 0) | (frame["reclaimable"] > 0)
+    shown = frame.assign(at_stake=at_stake)[needs_action].sort_values(
+        ["at_stake", "shortfall", "reclaimable", "surplus"], ascending=False
+    )
+    show_full_position(shown, title)
+    short = frame[frame["shortfall"] > 0]
+    for line in (
+        f"true-up exposure: {money(money_by_currency(frame, 'true_up_cost'))} a year "
+        f"({len(short)} products, {int(short['shortfall'].sum())} seats short)",
+        f"reclaimable:      {int(frame['reclaimable'].sum())} seats, waste "
+        f"{money(money_by_currency(frame, 'waste'))} a year",
+    ):
+        console.print(line, markup=False, highlight=False)
 
 
 def show_chargeback(frame, title: str) -> None:
