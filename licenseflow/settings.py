@@ -75,7 +75,11 @@ class Settings(BaseSettings):
         "custom-webhook/alerts); used when webhook_url is not set",
     )
     webhook_timeout_seconds: float = Field(10.0, description="alert delivery: request timeout")
-    dask_address: str | None = Field(None, description="tcp://host:8786 to run on Dask")
+    dask_address: str | None = Field(
+        None,
+        description="Dask scheduler (tcp://host:8786) where the discovery scan and usage "
+        "metering read their files in parallel; unset = Prefect's default runner",
+    )
     bulk_chunk_size: int = Field(
         1000, description="bulk rollout: rows applied per database transaction"
     )

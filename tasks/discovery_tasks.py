@@ -22,6 +22,17 @@ from tasks.discovery_adapters import read_installs
 FEED = "installs"
 
 
+@dataclass(frozen=True)
+class CheckInputs:
+    """What checking a file needs, read once by the flow: the checks then touch neither the
+    store nor the settings, so Dask workers run them with nothing but the files."""
+
+    catalog: recognition.Catalog
+    overrides: dict
+    product_ids: dict[str, int]
+    reject_threshold: float
+
+
 @dataclass
 class CheckedFile:
     path: Path
@@ -32,13 +43,26 @@ class CheckedFile:
     staged: discovery.StagedInstalls
 
 
+@dataclass
+class RefusedFile:
+    """A file over the reject threshold (plain data: it may come back from a Dask worker)."""
+
+    path: Path
+    checksum: str
+    fmt: str | None
+    errors: list
+    message: str
+
+
 @task(cache_policy=NO_CACHE)
-def sync_catalog() -> recognition.Catalog:
+def sync_catalog() -> CheckInputs:
     """The catalog file is the source of product recognition; products go to the store."""
     catalog = recognition.load_catalog()
     with unit_of_work() as session:
         recognition.sync_catalog_to_store(session, catalog)
-    return catalog
+        ids = discovery.product_ids(session)
+    overrides = recognition.load_overrides()
+    return CheckInputs(catalog, overrides, ids, get_settings().reject_threshold)
 
 
 @task(cache_policy=NO_CACHE)
@@ -54,49 +78,52 @@ def pending_files(files: list[str] | None = None) -> list[tuple[Path, str | None
 
 
 @task(cache_policy=NO_CACHE)
-def check_files(
-    pending: list[tuple[Path, str | None]], catalog: recognition.Catalog
-) -> list[CheckedFile]:
-    """Read, validate and recognise every pending file before anything is applied: one
-    file over the reject threshold fails the whole run and nothing changes."""
-    overrides = recognition.load_overrides()
-    threshold = get_settings().reject_threshold
-    checked, refused = [], []
-    with unit_of_work() as session:
-        ids = discovery.product_ids(session)
-    for path, fmt in pending:
-        checksum = feeds.file_checksum(path)
-        try:
-            read = read_installs(path, fmt)
-            feeds.refuse_if_too_many(str(path), read.rows_read, read.errors, threshold)
-        except InputRejected as exc:
-            refused.append((path, checksum, fmt, exc))
-            continue
-        recognised = recognition.recognize(read.frame, catalog, overrides)
-        staged = discovery.prepare(
-            read.frame, recognised, ids, read.snapshot, frozenset(read.rejected_hostnames)
-        )
-        checked.append(CheckedFile(path, checksum, read.fmt, read.rows_read, read.errors, staged))
+def check_file(file: tuple[Path, str | None], inputs: CheckInputs) -> CheckedFile | RefusedFile:
+    """Read, validate and recognise one file; no store access, so files check in parallel."""
+    path, fmt = file
+    checksum = feeds.file_checksum(path)
+    try:
+        read = read_installs(path, fmt)
+        feeds.refuse_if_too_many(str(path), read.rows_read, read.errors, inputs.reject_threshold)
+    except InputRejected as exc:
+        return RefusedFile(path, checksum, fmt, exc.errors, str(exc))
+    recognised = recognition.recognize(read.frame, inputs.catalog, inputs.overrides)
+    staged = discovery.prepare(
+        read.frame,
+        recognised,
+        inputs.product_ids,
+        read.snapshot,
+        frozenset(read.rejected_hostnames),
+    )
+    return CheckedFile(path, checksum, read.fmt, read.rows_read, read.errors, staged)
+
+
+@task(cache_policy=NO_CACHE)
+def accept_checked(checks: list[CheckedFile | RefusedFile]) -> list[CheckedFile]:
+    """Every file of the run passes, or none is applied: refused files go to the sync history
+    (with why) and the run fails naming them."""
+    refused = [c for c in checks if isinstance(c, RefusedFile)]
     if refused:
-        with unit_of_work() as session:  # the sync history shows what was refused, and why
-            for path, checksum, fmt, exc in refused:
+        with unit_of_work() as session:
+            for r in refused:
                 feeds.record_ingestion(
-                    session, FEED, path, checksum, fmt, 0, 0, exc.errors, "rejected", str(exc)
+                    session, FEED, r.path, r.checksum, r.fmt, 0, 0, r.errors, "rejected", r.message
                 )
         raise InputRejected(
-            ", ".join(str(p) for p, *_ in refused),
-            [e for *_, exc in refused for e in exc.errors],
-            "\n".join(str(exc).split("\n", 1)[0] for *_, exc in refused)
+            ", ".join(str(r.path) for r in refused),
+            [e for r in refused for e in r.errors],
+            "\n".join(r.message.split("\n", 1)[0] for r in refused)
             + "\nno installation file of this run was applied",
         )
-    return checked
+    return checks
 
 
 @task(cache_policy=NO_CACHE)
 def apply_file(checked: CheckedFile, now: dt.datetime) -> discovery.Delta:
-    """One file, one transaction: the delta, its ledger row and its audit entry together."""
+    """One file, one transaction: the delta, its ledger row and its audit entry together.
+    Under the feed's ledger lock, so workers on other machines apply their files after it."""
     with unit_of_work() as session:
-        if feeds.already_applied(session, FEED, checked.checksum):
+        if not feeds.claim_file(session, FEED, checked.checksum):
             return discovery.Delta()
         delta = discovery.apply_staged(session, checked.staged, now)
         run_id = feeds.record_ingestion(

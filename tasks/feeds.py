@@ -20,7 +20,7 @@ import pandas as pd
 import pandera.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from licenseflow.errors import InputRejected, RowError
@@ -29,6 +29,7 @@ from schemas.store import IngestionRun, RejectedRow
 ROW = "_row"  # 1-based data row number (the header is not counted), added to every frame
 DELIMITERS = ",;\t|"
 MAX_REJECTS_STORED = 10_000
+LEDGER_LOCK = 7_311_003  # advisory lock; audit.py uses 7_311_001, bulk_lock.py 7_311_002
 
 
 def file_checksum(path: Path) -> str:
@@ -230,6 +231,25 @@ def already_applied(session: Session, feed: str, checksum: str) -> bool:
         ).first()
         is not None
     )
+
+
+def lock_feed(session: Session, feed: str) -> None:
+    """Hold the feed's lock until the caller's transaction ends, so writers of one feed go one
+    after the other in any process or machine. PostgreSQL: a transaction advisory lock;
+    SQLite: nothing to do, BEGIN IMMEDIATE already holds the only write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:lock AS integer), hashtext(:feed))"),
+            {"lock": LEDGER_LOCK, "feed": feed},
+        )
+
+
+def claim_file(session: Session, feed: str, checksum: str) -> bool:
+    """Lock the feed for the caller's transaction; True if the file is still to apply. A
+    worker given a file another one is applying waits, then finds its ledger row: a file is
+    never applied twice, even by two machines at once."""
+    lock_feed(session, feed)
+    return not already_applied(session, feed, checksum)
 
 
 def record_ingestion(

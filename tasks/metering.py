@@ -27,6 +27,7 @@ import datetime as dt
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import and_, case, func, or_, select, text, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from licenseflow.db import unit_of_work
@@ -50,7 +51,13 @@ from schemas.store import (
     UsageDaily,
 )
 from tasks import audit
-from tasks.feeds import already_applied, file_checksum, record_ingestion, refuse_if_too_many
+from tasks.feeds import (
+    already_applied,
+    claim_file,
+    file_checksum,
+    record_ingestion,
+    refuse_if_too_many,
+)
 from tasks.ownership import insert_alerts
 from tasks.usage_adapters import (
     Recognizer,
@@ -164,15 +171,16 @@ def catalog_resolver(session: Session, catalog) -> Resolver:
     rules and the analysts' overrides for osquery apps."""
     from tasks import recognition
 
-    overrides = recognition.load_overrides()
-
-    def recognize(apps: pd.DataFrame) -> pd.Series:
-        found = recognition.recognize(
-            apps[["raw_title", "publisher", "version"]], catalog, overrides
-        )
-        return found["product_code"]
-
+    recognize = partial(_recognise_apps, catalog=catalog, overrides=recognition.load_overrides())
     return load_resolver(session, recognition.product_lookup(catalog), recognize)
+
+
+def _recognise_apps(apps: pd.DataFrame, catalog, overrides) -> pd.Series:
+    """Product codes of osquery apps (module level: a resolver pickles for Dask workers)."""
+    from tasks import recognition
+
+    found = recognition.recognize(apps[["raw_title", "publisher", "version"]], catalog, overrides)
+    return found["product_code"]
 
 
 def _lookup(values: pd.Series, mapping: Mapping) -> pd.Series:
@@ -547,7 +555,7 @@ class FileReport:
 
     file: str
     source: str | None
-    status: str  # applied | already applied | rejected
+    status: str  # metered (read, not yet written) | applied | already applied | rejected
     records: int = 0
     events: int = 0
     events_metered: int = 0
@@ -597,27 +605,35 @@ def ingest_file(
     Raises InputRejected (nothing written) when the file cannot be read or more than
     reject_threshold of its records or lines are unreadable; the caller records that
     rejection in its own transaction (record_rejection)."""
-    now = now or dt.datetime.now(dt.UTC)
     path = Path(path)
-    checksum = file_checksum(path)
-    if session.get_bind().dialect.name == "postgresql":
-        # two runs given the same file at once: the second waits, then finds it applied
-        # (SQLite's BEGIN IMMEDIATE already serialises writers)
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{FEED}:{checksum}"}
-        )
-    if already_applied(session, FEED, checksum):
+    if already_applied(session, FEED, file_checksum(path)):  # apply_metered checks again, locked
         return FileReport(str(path), fmt, "already applied")
+    metered = meter_file(path, resolver, fmt=fmt, reject_threshold=reject_threshold)
+    return apply_metered(session, metered, now or dt.datetime.now(dt.UTC))
+
+
+@dataclass
+class MeteredFile:
+    """A usage file read and metered but not written: what a parallel worker hands back."""
+
+    checksum: str
+    report: FileReport  # status "metered"
+    daily: pd.DataFrame
+
+
+def meter_file(
+    path: Path, resolver: Resolver, *, fmt: str | None = None, reject_threshold: float = 0.05
+) -> MeteredFile:
+    """Read, resolve and aggregate one usage file; no store, so files meter in parallel.
+    Raises InputRejected as ingest_file does."""
+    path = Path(path)
     read = read_usage_file(path, fmt, resolver.recognize)
     refuse_if_too_many(str(path), read.records, read.errors, reject_threshold)
     metered = meter(read.events, resolver)
-    peaks = None
-    if read.source == "flexlm":
-        peaks = flexlm_peaks(read, metered.codes, resolver)
     report = FileReport(
         file=str(path),
         source=read.source,
-        status="applied",
+        status="metered",
         records=read.records,
         events=len(read.events),
         events_metered=metered.events_metered,
@@ -627,51 +643,65 @@ def ingest_file(
         devices=set(metered.daily.loc[metered.daily["device_id"] >= 0, "device_id"].tolist()),
         products=set(metered.daily["product_id"].tolist()),
         days={d.date() for d in pd.to_datetime(metered.daily["day"].unique())},
-        peaks=peaks,
         unknown_users=metered.unknown_users,
         unknown_devices=metered.unknown_devices,
         unmapped=metered.unmapped,
     )
+    if read.source == "flexlm":
+        report.peaks = flexlm_peaks(read, metered.codes, resolver)
+        report.products |= set(report.peaks["product_id"].tolist())
+        report.days |= set(report.peaks["day"].tolist())
+    return MeteredFile(file_checksum(path), report, metered.daily)
+
+
+def apply_metered(session: Session, metered: MeteredFile, now: dt.datetime) -> FileReport:
+    """Write a metered file in the caller's transaction, once: under the feed's ledger lock,
+    so two workers given the same file (on two machines) add its usage once."""
+    report = metered.report
+    if not claim_file(session, FEED, metered.checksum):
+        return FileReport(report.file, report.source, "already applied")
+    report.status = "applied"
     report.usage_rows = upsert_usage_daily(session, metered.daily)
-    if peaks is not None and len(peaks):
-        report.peak_rows = upsert_concurrent_peaks(session, peaks)
-        report.products |= set(peaks["product_id"].tolist())
-        report.days |= set(peaks["day"].tolist())
-    write_alerts(session, unmapped_alerts(metered.unmapped, str(path)), now)
+    if report.peaks is not None and len(report.peaks):
+        report.peak_rows = upsert_concurrent_peaks(session, report.peaks)
+    write_alerts(session, unmapped_alerts(report.unmapped, report.file), now)
     report.message = report.summary()
-    rejected_rows = len({e.row for e in read.errors})
     record_ingestion(
         session,
         FEED,
-        path,
-        checksum,
-        read.source,
-        read.records,
-        read.records - rejected_rows,
-        read.errors,
+        report.file,
+        metered.checksum,
+        report.source,
+        report.records,
+        report.records - len({e.row for e in report.errors}),
+        report.errors,
         status="applied",
         message=report.message,
     )
     return report
 
 
-def record_rejection(session: Session, path: Path, fmt: str | None, error: Exception) -> FileReport:
+def refused_report(path: Path, fmt: str | None, error: InputRejected) -> FileReport:
+    """The report of a refused file: plain data, so a parallel worker can hand it back."""
+    return FileReport(str(path), fmt, "rejected", errors=list(error.errors), message=str(error))
+
+
+def record_rejection(session: Session, report: FileReport) -> FileReport:
     """The ledger row of a refused file (its own transaction: nothing else was written)."""
-    errors = error.errors if isinstance(error, InputRejected) else []
-    path = Path(path)
+    path = Path(report.file)
     record_ingestion(
         session,
         FEED,
         path,
         file_checksum(path),
-        fmt,
+        report.source,
         0,
         0,
-        errors,
+        report.errors,
         status="rejected",
-        message=str(error)[:4000],
+        message=report.message[:4000],
     )
-    return FileReport(str(path), fmt, "rejected", errors=list(errors), message=str(error))
+    return report
 
 
 # --- alerts from usage (stage 5 triggers) ------------------------------------------------------
@@ -985,36 +1015,50 @@ def load_usage_resolver() -> Resolver:
         return catalog_resolver(session, catalog)
 
 
+@dataclass(frozen=True)
+class UsageFile:
+    """A file to meter, and whether the ledger had it when the run started."""
+
+    path: Path
+    fmt: str | None
+    applied: bool
+
+
 @task(cache_policy=NO_CACHE)
-def usage_files(files: list[str] | None = None) -> list[tuple[Path, str | None]]:
+def usage_files(files: list[str] | None = None) -> list[UsageFile]:
     """The given files, or every file in the sources' "usage" drop folders."""
     from tasks import sources
 
-    if files:
-        return [(Path(f), None) for f in files]
-    return sources.feed_files(FEED)
+    found = [(Path(f), None) for f in files] if files else sources.feed_files(FEED)
+    with unit_of_work() as session:
+        return [
+            UsageFile(path, fmt, already_applied(session, FEED, file_checksum(path)))
+            for path, fmt in found
+        ]
 
 
 @task(cache_policy=NO_CACHE)
-def ingest_usage_file(
-    path: Path, fmt: str | None, resolver: Resolver, now: dt.datetime
-) -> FileReport:
-    """One file, one transaction; a refused file is recorded in the ledger and reported."""
-    from licenseflow.settings import get_settings
-
+def meter_usage_file(
+    file: UsageFile, resolver: Resolver, reject_threshold: float
+) -> MeteredFile | FileReport:
+    """Read and aggregate one file without the store, so files meter in parallel (on Dask
+    when configured). A file applied before is not read; a refused one comes back as its
+    report."""
+    if file.applied:
+        return FileReport(str(file.path), file.fmt, "already applied")
     try:
-        with unit_of_work() as session:
-            return ingest_file(
-                session,
-                path,
-                resolver,
-                fmt=fmt,
-                reject_threshold=get_settings().reject_threshold,
-                now=now,
-            )
+        return meter_file(file.path, resolver, fmt=file.fmt, reject_threshold=reject_threshold)
     except InputRejected as refused:
-        with unit_of_work() as session:
-            return record_rejection(session, path, fmt, refused)
+        return refused_report(file.path, file.fmt, refused)
+
+
+@task(cache_policy=NO_CACHE)
+def apply_usage_file(item: MeteredFile | FileReport, now: dt.datetime) -> FileReport:
+    """One file, one transaction; a refused file is recorded in the ledger and reported."""
+    with unit_of_work() as session:
+        if isinstance(item, MeteredFile):
+            return apply_metered(session, item, now)
+        return record_rejection(session, item) if item.status == "rejected" else item
 
 
 @task(cache_policy=NO_CACHE)

@@ -43,6 +43,7 @@ from schemas.catalog import (
 )
 from schemas.store import Installation, Product, Vendor
 from tasks.audit import Change, record, record_many
+from tasks.feeds import lock_feed
 
 MATCH_OVERRIDE, MATCH_RULE, MATCH_IGNORED = "override", "rule", "ignored"
 CATALOG_ACTOR = "catalog"
@@ -668,6 +669,7 @@ def sync_catalog_to_store(session: Session, catalog: Catalog) -> int:
     changed. Idempotent. A product's metric is set only when the catalog creates it: once a
     product exists, contracts own its metric. usage_threshold and inactivity_days are only
     written when the catalog gives them. Every change is audit-logged (actor "catalog")."""
+    lock_feed(session, "catalog")  # a second worker syncing at once waits, then sees ours
     changes: list[Change] = []
     vendor_ids = dict(session.execute(select(Vendor.name, Vendor.id)).tuples().all())
     new_vendors = sorted({p.vendor for p in catalog.products} - set(vendor_ids))

@@ -271,7 +271,7 @@ def test_a_log_with_too_many_bad_lines_is_refused_and_changes_nothing(store, tmp
     assert [e.row for e in refused.value.errors] == [3, 4]
     assert usage_table(store) == {} and peak_table(store) == {}
     with unit_of_work(store) as session:
-        metering.record_rejection(session, path, "flexlm", refused.value)
+        metering.record_rejection(session, metering.refused_report(path, "flexlm", refused.value))
     with unit_of_work(store) as session:
         run = session.execute(select(IngestionRun)).scalar_one()
         assert (run.status, run.rows_rejected) == ("rejected", 2)
