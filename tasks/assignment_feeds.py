@@ -67,7 +67,7 @@ from tasks import audit
 from tasks.assignments import AssignmentService, Outcome, SeatChange
 from tasks.feeds import (
     ROW,
-    already_applied,
+    claim_file,
     file_checksum,
     read_csv_strict,
     read_text_utf8,
@@ -721,7 +721,7 @@ def load_assignments(
         sku_map = graph_sku_map()
     try:
         with unit_of_work(engine) as session:
-            if already_applied(session, FEED, checksum):
+            if not claim_file(session, FEED, checksum):  # waits for another worker on it
                 return AssignmentsLoad(str(path), fmt, checksum, skipped_already_applied=True)
             if graph:
                 result = _load_graph(session, path, Path(skus), checksum, actor, now, sku_map)

@@ -56,7 +56,7 @@ from schemas.store import Alert, Contract, IngestionRun, Product, Vendor
 from tasks import audit
 from tasks.feeds import (
     ROW,
-    already_applied,
+    claim_file,
     file_checksum,
     read_csv_strict,
     read_text_utf8,
@@ -359,7 +359,7 @@ def load_contracts(
             _record_rejection(session, path, checksum, fmt, rows_read, refused)
         raise
 
-    if already_applied(session, FEED, checksum):
+    if not claim_file(session, FEED, checksum):  # waits for another worker applying it
         return ContractsLoad(name, checksum, skipped_already_applied=True)
 
     frame = read.frame

@@ -49,7 +49,14 @@ from schemas.roster import (
 )
 from schemas.store import Person, PersonStatusHistory
 from tasks import audit
-from tasks.feeds import ROW, file_checksum, read_csv_strict, record_ingestion, validate_frame
+from tasks.feeds import (
+    ROW,
+    file_checksum,
+    lock_feed,
+    read_csv_strict,
+    record_ingestion,
+    validate_frame,
+)
 
 FEED = "hr"
 ID = "id"
@@ -419,6 +426,7 @@ def apply_roster(
     """
     path = Path(path)
     file = str(path)
+    lock_feed(session, FEED)  # two workers given rosters at once apply them one after the other
     store = load_people(session)
     roster, errors = read_roster(path, known_emails=store[EMAIL].dropna())
     errors += store_conflicts(roster, store, file)

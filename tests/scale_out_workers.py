@@ -32,6 +32,16 @@ def ingest_discovery_file(path: str, start) -> list[tuple[int, ...]]:
     return [apply_file.fn(item, now).astuple() for item in checked]
 
 
+def load_contracts_file(path: str, start) -> bool:
+    """The contracts sync's load of one file; True if this worker applied it."""
+    from licenseflow.db import unit_of_work
+    from tasks.contracts import load_contracts
+
+    start.wait(60)
+    with unit_of_work() as session:
+        return not load_contracts(session, path).skipped_already_applied
+
+
 def apply_bulk_batch(batch_id: str, lock_wait: float, start) -> str:
     """An approved batch's change stages, as the bulk_assignment flow runs them."""
     from licenseflow.db import get_engine

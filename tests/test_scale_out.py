@@ -10,13 +10,21 @@ import re
 import pytest
 import test_bulk_lock
 from conftest import TESTS_DATA
-from scale_out_workers import Workers, apply_bulk_batch, ingest_discovery_file
+from scale_out_workers import Workers, apply_bulk_batch, ingest_discovery_file, load_contracts_file
 from sqlalchemy import func, select
 from test_bulk_world import seat_state
 
 from licenseflow.db import unit_of_work
 from licenseflow.settings import PROJECT_ROOT, get_settings
-from schemas.store import Alert, AuditLog, Device, IngestionRun, Installation, RejectedRow
+from schemas.store import (
+    Alert,
+    AuditLog,
+    Contract,
+    Device,
+    IngestionRun,
+    Installation,
+    RejectedRow,
+)
 from tasks.bulk import apply_batch
 from tasks.bulk_state import get_batch, load_rows
 
@@ -121,6 +129,23 @@ def test_two_workers_given_the_same_discovery_file_apply_it_once(pg_engine, work
         assert session.scalar(select(func.count()).select_from(Device)) == devices_new
         entries = select(func.count()).where(AuditLog.action == "installs.applied")
         assert session.scalar(entries) == 1
+
+
+def test_two_workers_given_the_same_contracts_file_apply_it_once(pg_engine, workers, tmp_path):
+    # 2,000 contracts: applying takes long enough that both workers are surely at it at once
+    header, *lines = (DEMO / "contracts" / "contracts.csv").read_text().splitlines()
+    repeats = range(2000 // len(lines))
+    copies = [line.replace('"CT-', f'"CT-{n:03d}-', 1) for n in repeats for line in lines]
+    path = tmp_path / "contracts.csv"
+    path.write_text("\n".join([header, *copies]) + "\n")
+    outcome = workers.run(load_contracts_file, {"a": (str(path),), "b": (str(path),)})
+
+    assert sorted(outcome.values()) == [False, True], outcome  # one applied, one waited
+    rows = len(copies)
+    with unit_of_work(pg_engine) as session:
+        ledger = session.execute(select(IngestionRun.file_name, IngestionRun.status)).all()
+        assert ledger == [(str(path), "applied")]
+        assert session.scalar(select(func.count()).select_from(Contract)) == rows
 
 
 def test_two_workers_bulk_batches_change_licenses_one_after_the_other(engine, batches, workers):
