@@ -208,13 +208,23 @@ def run_stages(engine, path: Path) -> dict:
 
 
 def run_flow(path: Path) -> float:
-    """The real flow; a thread approves as soon as the run pauses; the pause is subtracted."""
+    """The real flow, approved, then its batch rolled back so the next run starts the same."""
+    from licenseflow.db import get_engine
+    from tasks import bulk_apply
+
+    seconds, batch_id = run_flow_approved(path)
+    bulk_apply.roll_back(get_engine(), batch_id, "bench-operator")
+    return seconds
+
+
+def run_flow_approved(path: Path, override_reason: str | None = None) -> tuple[float, str]:
+    """The real flow; a thread approves as soon as the run pauses; the pause is subtracted.
+    Returns (seconds, batch id); the batch stays rolled out."""
     from sqlalchemy import select
 
     from flows.bulk_assignment import bulk_assignment
     from licenseflow.db import get_engine, unit_of_work
     from schemas.store import BulkBatch
-    from tasks import bulk_apply
     from tasks.bulk_approval import resume_waiting_run
 
     engine = get_engine()
@@ -244,15 +254,18 @@ def run_flow(path: Path) -> float:
     thread.start()
     t = time.perf_counter()
     result = bulk_assignment(
-        file=str(path), requester="bench-requester", pilot_size=10, approval_timeout_seconds=600
+        file=str(path),
+        requester="bench-requester",
+        pilot_size=10,
+        override_reason=override_reason,
+        approval_timeout_seconds=600,
     )
     total = time.perf_counter() - t
     thread.join(5)
     assert result["state"] == "rolled_out", result["state"]
-    bulk_apply.roll_back(engine, paused["batch"], "bench-operator")
     # the wait: from asking for approval until the run, resumed, records the decision
     at = {e["state"]: e["at"] for e in result["events"]}
-    return total - (at["approved"] - at["awaiting_approval"]).total_seconds()
+    return total - (at["approved"] - at["awaiting_approval"]).total_seconds(), paused["batch"]
 
 
 def main() -> None:
