@@ -639,14 +639,12 @@ def _tally(result: AssignmentsLoad, service, outcomes: list[Outcome], capacity_b
     ]
     assigned_people = {o.change.person_id for o in outcomes if o.status == "assigned"}
     assigned_people.discard(None)
-    if assigned_people:
-        result.terminated_holders = sorted(
-            service.session.execute(
-                select(Person.email).where(
-                    Person.id.in_(sorted(assigned_people)), Person.status == "terminated"
-                )
-            ).scalars()
-        )
+    terminated = select(Person.email).where(Person.status == "terminated")
+    result.terminated_holders = sorted(
+        email
+        for chunk in _chunks(sorted(assigned_people))  # 100k people: over PostgreSQL's limit
+        for email in service.session.execute(terminated.where(Person.id.in_(chunk))).scalars()
+    )
 
 
 def _refusal_summary(name: str, errors: list[RowError], rows_read: int) -> str:
