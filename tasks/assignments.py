@@ -671,7 +671,9 @@ class AssignmentService:
             "assigned_at",
             "assigned_by",
         ]
-        frame = pd.DataFrame(rows, columns=columns)
+        # built column-wise: pandas inspects every Row object otherwise (3 s for 330k seats)
+        values = zip(*rows, strict=True) if rows else [[]] * len(columns)
+        frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
         for column in ("assignment_id", "product_id", "person_id", "device_id"):
             frame[column] = frame[column].astype("Int64")
         frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
