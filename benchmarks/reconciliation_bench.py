@@ -25,7 +25,7 @@ Timed, medians of --repeat runs in this process: each fact read (the SQL), the p
 (license_position), the chargeback, the snapshot write + drift, the data-quality frames
 and the Great Expectations suite (import excluded, measured apart). With --flow, the real
 weekly_reconciliation flow once (ephemeral Prefect). Results print as Markdown for
-benchmarks/RECONCILIATION_RESULTS.md.
+benchmarks/README.md.
 """
 
 from __future__ import annotations

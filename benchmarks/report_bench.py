@@ -14,7 +14,7 @@ peaks for a year, 5,000 reclaim candidates, 20 bulk batches and 200,000 audit en
 Then, for quarter 2026Q4 as of 2026-11-23 (quarter to date), the report is gathered
 (per step timings), rendered (charts, HTML, workbook, CSVs) and a vendor's audit pack made,
 each timed; `--flow` also runs the real flow through Prefect (ephemeral server). Prints a
-Markdown table (record it in benchmarks/REPORT_RESULTS.md).
+Markdown table (record it in benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Day 1's files are also timed phase by phase (read + validate / resolve + aggrega
 With --seats, that many Slack and Zoom seats are given (set-based, the assignment service)
 and reclaim detection is timed over the quarter's usage_daily.
 
-Results are printed as Markdown for benchmarks/USAGE_RESULTS.md.
+Results are printed as Markdown for benchmarks/README.md.
 """
 
 from __future__ import annotations
