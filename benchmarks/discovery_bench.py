@@ -105,7 +105,7 @@ def peak_mib() -> float:
 
 
 def worker_bare(day2: Path) -> dict:
-    from licenseflow.db import unit_of_work
+    from licenseflow.db import bulk_load, unit_of_work
     from tasks import discovery
     from tasks.discovery_adapters import read_installs
 
@@ -114,7 +114,7 @@ def worker_bare(day2: Path) -> dict:
     started = time.perf_counter()
     with unit_of_work() as session:
         discovery.create_staging(session)
-        discovery.bulk_load(session, "stage_install", staged)
+        bulk_load(session, "stage_install", staged)
     return {"seconds": time.perf_counter() - started, "rows": len(staged), "peak_mib": peak_mib()}
 
 

@@ -346,8 +346,9 @@ class AssignmentBackup(Base):
     """Snapshot of the open assignments of the products a batch touches, taken before it."""
 
     __tablename__ = "assignment_backup"
+    __table_args__ = (Index("ix_assignment_backup_batch_seat", "batch_id", "assignment_id"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    batch_id: Mapped[str] = mapped_column(ForeignKey("bulk_batch.id"), index=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("bulk_batch.id"))
     assignment_id: Mapped[int] = mapped_column()
     product_id: Mapped[int] = mapped_column()
     person_id: Mapped[int | None] = mapped_column()

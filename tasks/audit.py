@@ -135,7 +135,7 @@ def record_many(
         rows.append(entry)
     if not rows:
         return None
-    session.execute(insert(AuditLog), rows)
+    session.execute(insert(AuditLog.__table__), rows)  # Core: no ORM work per entry
     return prev
 
 

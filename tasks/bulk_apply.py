@@ -22,16 +22,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from licenseflow.db import unit_of_work
-from licenseflow.errors import BatchStateError, CapacityExceeded, InputRejected, LicenseflowError
+from licenseflow.errors import BatchStateError, InputRejected, LicenseflowError
 from licenseflow.settings import get_settings
 from schemas.store import BulkBatch, BulkBatchRow, Person, Product
 from tasks.assignments import AssignmentService, SeatChange
-from tasks.bulk_backup import BackupInfo, digest, serialize, take_backup, verify_backup
+from tasks.bulk_backup import BackupInfo, moved_since, take_backup, verify_backup
 from tasks.bulk_lock import bulk_lock
 from tasks.bulk_state import CHANGING, Notice, get_batch, load_rows, note, publish, transition
 from tasks.bulk_validate import load_state, recheck_rows, seat_keys, write_error_report
@@ -99,9 +100,9 @@ def prepare_changes(
         state = batch.state
         seats = None
         if state == "approved":  # nothing applied yet: is the backup still the state?
+            seats = load_state(session, seat_keys(rows), now)
             products = sorted(int(p) for p in rows["product_id"].unique())
-            seats = load_state(session, products, now)
-            stale = digest(serialize(seats[0])) != batch.backup_checksum
+            stale = not moved_since(session, batch_id, products).empty
         else:
             stale = False
         if state not in ("approved", "pilot"):
@@ -221,7 +222,7 @@ def pilot_problems(
         return problems
     service = AssignmentService(session, "licenseflow", now=now)
     product_ids = sorted(int(p) for p in pilot["product_id"].unique())
-    open_keys = set(seat_keys(service.open_assignments(product_ids)))
+    open_keys = set(seat_keys(service.open_seats(seat_keys(pilot))))
     for (row, action), key in zip(
         pilot[["row_number", "action"]].itertuples(index=False), seat_keys(pilot), strict=True
     ):
@@ -330,8 +331,9 @@ def roll_back(
         touched = set(seat_keys(rows[rows["applied_at"].notna()]))
         product_ids = sorted({k[0] for k in touched})
         service = AssignmentService(session, actor, batch_id=batch_id, now=now)
-        current = service.open_assignments(product_ids) if product_ids else backup.iloc[0:0]
-        backed = {k: at for k, at in zip(seat_keys(backup), backup["assigned_at"], strict=True)}
+        current = service.open_seats(touched)  # the batch's own seats, not whole products
+        mine = backup[np.isin(_key_codes(backup), _key_codes(_keys_frame(touched)))]
+        backed = {k: at for k, at in zip(seat_keys(mine), mine["assigned_at"], strict=True)}
         now_open = set(seat_keys(current))
         revokes = [k for k in sorted(touched) if k in now_open and k not in backed]
         reopen = [k for k in sorted(touched) if k not in now_open and k in backed]
@@ -339,14 +341,12 @@ def roll_back(
         changes = [_change("revoke", k, why) for k in revokes]
         changes += [_change("assign", k, why, backed[k].to_pydatetime()) for k in reopen]
         if changes:
-            try:
-                service.apply(changes)
-            except CapacityExceeded:
-                # the backup's own state may have been over capacity; restoring it is the point
-                service.apply(changes, override_reason=f"{why}: restoring the backup")
-        after = service.open_assignments(product_ids) if product_ids else current
+            # restoring the backup is the point, even where it stood above the owned seats:
+            # the override lands only on seats of products that end above them
+            service.apply(changes, override_reason=f"{why}: restoring the backup")
+        after = service.open_seats(touched) if changes else current
         _check_restored(after, batch_id, touched, backed, {k for k, _ in skipped})
-        drift = _drift(backup, after, set(product_ids))
+        drift = _drift(moved_since(session, batch_id, product_ids))
         result = RollbackResult(
             batch_id, len(revokes), len(reopen), [f"{k}: {w}" for k, w in skipped], drift
         )
@@ -403,13 +403,35 @@ def _check_restored(now: pd.DataFrame, batch_id, touched, backed, skipped) -> No
         )
 
 
-def _drift(backup: pd.DataFrame, current: pd.DataFrame, products: set[int]) -> int:
+def _drift(moved: pd.DataFrame) -> int:
     """Seats of the touched products that differ from the backup after the restore: what
-    others changed since (the batch's own seats were just checked to match)."""
-    if not products:
-        return 0
-    then = {k for k in seat_keys(backup) if k[0] in products}
-    return len(then ^ set(seat_keys(current)))
+    others changed since (the batch's own seats were just checked to match). `moved`:
+    tasks.bulk_backup.moved_since; a seat closed and opened again (a restored one) is no
+    change, so the drift is the keys in one of the two lists but not both."""
+    opened = moved[moved["change"] == "opened"]
+    closed = moved[moved["change"] == "closed"]
+    return len(np.setxor1d(_key_codes(opened), _key_codes(closed)))
+
+
+def _keys_frame(keys) -> pd.DataFrame:
+    """Seat keys (product, kind, holder) as a frame of product_id, person_id, device_id."""
+    keys = list(keys)
+    return pd.DataFrame(
+        {
+            "product_id": pd.array([k[0] for k in keys], dtype="Int64"),
+            "person_id": pd.array([k[2] if k[1] == "person" else None for k in keys], "Int64"),
+            "device_id": pd.array([k[2] if k[1] == "device" else None for k in keys], "Int64"),
+        }
+    )
+
+
+def _key_codes(frame: pd.DataFrame) -> np.ndarray:
+    """One int64 per seat key (product, person or device, holder), for set operations over
+    hundreds of thousands of seats without a Python tuple each."""
+    device = frame["person_id"].isna().to_numpy()
+    holder = frame["person_id"].fillna(frame["device_id"]).to_numpy(dtype="int64")
+    product = frame["product_id"].to_numpy(dtype="int64")
+    return (product << 33) | (holder << 1) | device
 
 
 def fail_and_roll_back(engine, batch_id: str, error: str) -> RollbackResult | None:

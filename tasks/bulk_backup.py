@@ -9,21 +9,26 @@ refuses unless all three agree. No verified backup, no change.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import delete, insert, select
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from licenseflow.db import bulk_load, read_table
 from licenseflow.errors import LicenseflowError
-from schemas.store import AssignmentBackup, BulkBatch
-from tasks.assignments import AssignmentService
+from schemas.store import Assignment, AssignmentBackup, BulkBatch
+from tasks.assignments import SEAT_COLUMNS, AssignmentService
 
-COLUMNS = ["assignment_id", "product_id", "person_id", "device_id", "assigned_at", "assigned_by"]
+COLUMNS = SEAT_COLUMNS  # a backed-up seat is a seat as AssignmentService reads it
 
 
 class BackupUnverified(LicenseflowError):
@@ -39,15 +44,32 @@ class BackupInfo:
 
 def serialize(frame: pd.DataFrame) -> bytes:
     """Canonical CSV of a seat snapshot: the same seats give the same bytes, whichever
-    database they were read from."""
-    out = frame[COLUMNS].copy().sort_values("assignment_id", kind="stable")
-    at = pd.to_datetime(out["assigned_at"], utc=True)
-    out["assigned_at"] = at.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-    for column in ("assignment_id", "product_id", "person_id", "device_id"):
-        out[column] = out[column].astype("Int64")
+    database they were read from. The bytes are pandas' to_csv of the frame sorted by
+    assignment_id (ids as integers, empty for none; times as %Y-%m-%dT%H:%M:%S.%f+00:00),
+    built column by column: to_csv took 2.7 s for 330k seats, this a tenth of it."""
+    out = frame[COLUMNS].sort_values("assignment_id", kind="stable")
+    columns = [_integers(out[c]) for c in COLUMNS[:4]]
+    at = pd.to_datetime(out["assigned_at"], utc=True).dt.tz_localize(None)
+    stamps = np.datetime_as_string(at.to_numpy("datetime64[us]"), unit="us")
+    columns.append([f"{stamp}+00:00" for stamp in stamps.tolist()])
+    by = out["assigned_by"].astype("string")
+    cells = {value: _csv_cell(value) for value in by.dropna().unique()}
+    columns.append([cells[v] if v is not pd.NA else "" for v in by.tolist()])
+    lines = [",".join(COLUMNS), *map(",".join, zip(*columns, strict=True))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _integers(column: pd.Series) -> list[str]:
+    values = pa.array(column.astype("Int64"), type=pa.int64())
+    text = pc.fill_null(pc.cast(values, pa.string()), "")
+    return text.to_numpy(zero_copy_only=False).tolist()
+
+
+def _csv_cell(value: str) -> str:
+    """A text cell quoted exactly as the csv module (and so pandas' to_csv) quotes it."""
     buffer = io.StringIO()
-    out.to_csv(buffer, index=False, lineterminator="\n")
-    return buffer.getvalue().encode()
+    csv.writer(buffer, lineterminator="\n").writerow([value, ""])
+    return buffer.getvalue()[: -len(",\n")]
 
 
 def digest(data: bytes) -> str:
@@ -68,24 +90,27 @@ def take_backup(
     data = serialize(frame)
     checksum = digest(data)
     session.execute(delete(AssignmentBackup).where(AssignmentBackup.batch_id == batch_id))
-    records = [
-        {
-            "batch_id": batch_id,
-            "assignment_id": int(a),
-            "product_id": int(p),
-            "person_id": None if pd.isna(person) else int(person),
-            "device_id": None if pd.isna(device) else int(device),
-            "assigned_at": at.to_pydatetime(),
-            "assigned_by": by,
-        }
-        for a, p, person, device, at, by in frame[COLUMNS].itertuples(index=False)
-    ]
-    if records:
-        session.execute(insert(AssignmentBackup), records)
+    _store_rows(session, batch_id, frame)
     path = directory / (name or f"{batch_id}.csv")
     _write_durably(path, data)
     _write_durably(path.with_name(path.name + ".sha256"), f"{checksum}  {path.name}\n".encode())
     return BackupInfo(path, checksum, len(frame))
+
+
+def _store_rows(session: Session, batch_id: str, frame: pd.DataFrame) -> None:
+    """The backup rows into assignment_backup the fastest way each database takes them
+    (COPY on PostgreSQL, one executemany on SQLite): 330k seats through the ORM took 11 s."""
+    if frame.empty:
+        return
+    rows = frame[COLUMNS].copy()
+    rows.insert(0, "batch_id", batch_id)
+    if session.get_bind().dialect.name == "sqlite":
+        # the text SQLAlchemy keeps a DateTime as on SQLite (read back by stored_backup)
+        at = rows["assigned_at"].dt.tz_convert("UTC").dt.tz_localize(None)
+        stamps = np.datetime_as_string(at.to_numpy("datetime64[us]"), unit="us")
+        rows["assigned_at"] = np.char.replace(stamps, "T", " ")
+    session.flush()
+    bulk_load(session, AssignmentBackup.__tablename__, rows)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -99,21 +124,69 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def stored_backup(session: Session, batch_id: str) -> pd.DataFrame:
-    """The backup rows of a batch as kept in the store (columns as COLUMNS)."""
-    rows = session.execute(
-        select(*(getattr(AssignmentBackup, c) for c in COLUMNS))
-        .where(AssignmentBackup.batch_id == batch_id)
-        .order_by(AssignmentBackup.assignment_id)
-    ).all()
-    frame = pd.DataFrame(
-        dict(zip(COLUMNS, zip(*rows, strict=True), strict=True))
-        if rows
-        else {c: [] for c in COLUMNS}
+    """The backup rows of a batch as kept in the store (columns as COLUMNS), read narrow
+    (licenseflow.db.read_table: COPY TO on PostgreSQL, the raw cursor on SQLite)."""
+    session.flush()
+    query = (
+        f"SELECT {', '.join(COLUMNS)} FROM {AssignmentBackup.__tablename__} "  # noqa: S608
+        f"WHERE batch_id = '{_plain_id(batch_id)}' ORDER BY assignment_id"
     )
-    for column in ("assignment_id", "product_id", "person_id", "device_id"):
-        frame[column] = frame[column].astype("Int64")
-    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+    table = read_table(session, query, STORED_SCHEMA)
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], format="ISO8601", utc=True)
+    frame["assigned_by"] = frame["assigned_by"].astype("string")
     return frame
+
+
+STORED_SCHEMA = pa.schema(
+    [(c, pa.int64()) for c in COLUMNS[:4]]
+    + [("assigned_at", pa.string()), ("assigned_by", pa.string())]
+)
+
+
+def _plain_id(batch_id: str) -> str:
+    """A batch id fit to stand in SQL text (B-YYYYMMDD-xxxx: letters, digits, dashes)."""
+    if not batch_id.replace("-", "").isalnum():
+        raise ValueError(f"not a batch id: {batch_id!r}")
+    return batch_id
+
+
+def moved_since(session: Session, batch_id: str, product_ids) -> pd.DataFrame:
+    """The seats of these products that moved since the batch's backup, asked of the database
+    instead of reading every seat into Python: open rows not in the backup (opened since)
+    and backup rows no longer open (closed since). An assignment row never changes but for
+    its revocation, so none of either means the backup is still the state exactly.
+    Columns: change ('opened' | 'closed'), product_id, person_id, device_id (Int64)."""
+    seat, backed = Assignment, AssignmentBackup
+    in_backup = (
+        select(backed.id)
+        .where(backed.batch_id == batch_id, backed.assignment_id == seat.id)
+        .exists()
+    )
+    still_open = (
+        select(seat.id).where(seat.id == backed.assignment_id, seat.revoked_at.is_(None)).exists()
+    )
+    rows = []
+    session.flush()
+    connection = session.connection()
+    for chunk in _chunks(sorted({int(p) for p in product_ids})):
+        opened = select(seat.product_id, seat.person_id, seat.device_id).where(
+            seat.product_id.in_(chunk), seat.revoked_at.is_(None), ~in_backup
+        )
+        closed = select(backed.product_id, backed.person_id, backed.device_id).where(
+            backed.batch_id == batch_id, backed.product_id.in_(chunk), ~still_open
+        )
+        rows += [("opened", *row) for row in connection.execute(opened)]
+        rows += [("closed", *row) for row in connection.execute(closed)]
+    columns = ["change", "product_id", "person_id", "device_id"]
+    values = zip(*rows, strict=True) if rows else [[]] * len(columns)
+    frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
+    return frame.astype({c: "Int64" for c in columns[1:]})
+
+
+def _chunks(values: list, size: int = 10_000):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def verify_backup(session: Session, batch: BulkBatch) -> pd.DataFrame:

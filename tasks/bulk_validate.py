@@ -112,7 +112,7 @@ def validate_bulk_file(
     capacity, costs = {}, {}
     if not good.empty:
         product_ids = sorted(int(p) for p in good["product_id"].unique())
-        open_seats, capacity = load_state(session, product_ids, now)
+        open_seats, capacity = load_state(session, seat_keys(good), now)
         costs = load_costs(session, product_ids, now)
         effects, state_errors = check_against_state(
             good, open_seats, capacity, override_reason, name
@@ -443,12 +443,14 @@ def _add_people(result, by_email, by_employee) -> None:
 
 
 def load_state(
-    session: Session, product_ids: Iterable[int], now: dt.datetime | None = None
+    session: Session, keys: Iterable[tuple], now: dt.datetime | None = None
 ) -> tuple[pd.DataFrame, dict[int, Capacity]]:
-    """Open seats and capacity of the products, as the assignment service sees them."""
+    """The open seats among these seat keys (seat_keys of the rows) and the capacity of their
+    products, as the assignment service sees them: the rows' own seats, not every seat of
+    the products (a product of the reference enterprise has up to 100k)."""
     service = AssignmentService(session, "licenseflow", now=now)
-    product_ids = list(product_ids)
-    return service.open_assignments(product_ids), service.capacity(product_ids)
+    keys = set(keys)
+    return service.open_seats(keys), service.capacity({k[0] for k in keys})
 
 
 def load_costs(
@@ -546,8 +548,7 @@ def recheck_rows(
             when = f" since {since:%Y-%m-%d}" if since else ""
             reason = f"{who['email']} is terminated{when}: no new seats"
             errors.append(RowError(file, int(row), B.USER, who["email"], reason))
-    product_ids = sorted(int(p) for p in frame["product_id"].unique())
-    open_seats, capacity = state or load_state(session, product_ids, now)
+    open_seats, capacity = state or load_state(session, seat_keys(frame), now)
     _, state_errors = check_against_state(frame, open_seats, capacity, override_reason, file)
     return sort_errors(errors + state_errors)
 

@@ -16,17 +16,16 @@ removed. Differential files only add and remove what they name.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from licenseflow.db import bulk_load, read_table
 from schemas.installations import CHANGE, HOSTNAME, PUBLISHER, RAW_TITLE, VERSION
 from schemas.store import Product
 
@@ -179,59 +178,6 @@ def create_staging(session: Session) -> None:
         "DROP TABLE IF EXISTS stage_removed",
     )
     _execute_script(session, _STAGE_DDL[dialect])
-
-
-def bulk_load(session: Session, table: str, frame: pd.DataFrame) -> None:
-    """The fastest way each database takes rows: COPY on PostgreSQL, one executemany on
-    SQLite. This is also the 'bare load' the benchmark compares the whole scan against."""
-    raw = session.connection().connection.driver_connection
-    columns = ", ".join(frame.columns)
-    if session.get_bind().dialect.name == "postgresql":
-        buffer = io.BytesIO()
-        pacsv.write_csv(
-            pa.Table.from_pandas(frame, preserve_index=False),
-            buffer,
-            pacsv.WriteOptions(include_header=False, quoting_style="needed"),
-        )
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
-        ):
-            copy.write(buffer.getbuffer())
-        return
-    marks = ", ".join("?" * len(frame.columns))
-    plain = frame.astype(object).where(frame.notna(), None)
-    raw.executemany(
-        f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 - fixed names
-        plain.itertuples(index=False, name=None),
-    )
-
-
-def read_table(session: Session, query: str, schema: pa.Schema) -> pa.Table:
-    """A query's rows as an Arrow table, the fastest way each database gives them: COPY TO
-    on PostgreSQL (no Python object per value), the raw cursor on SQLite."""
-    raw = session.connection().connection.driver_connection
-    if session.get_bind().dialect.name == "postgresql":
-        buffer = io.BytesIO()
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy,
-        ):
-            for block in copy:
-                buffer.write(block)
-        buffer.seek(0)
-        if not buffer.getbuffer().nbytes:
-            return schema.empty_table()
-        return pacsv.read_csv(
-            buffer,
-            pacsv.ReadOptions(column_names=schema.names),
-            convert_options=pacsv.ConvertOptions(column_types=schema),
-        )
-    rows = raw.execute(query).fetchall()
-    columns = list(zip(*rows, strict=True)) or [[] for _ in schema]
-    return pa.table(
-        [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
-    )
 
 
 # the store's installations of the file's devices, narrow: what the diff compares against

@@ -392,6 +392,41 @@ def test_assigned_at_is_kept_and_open_assignments_frame(engine, world):
     assert frame["person_id"].isna().all()
 
 
+def test_open_seats_reads_only_the_keys_asked_for(engine, world):
+    """open_seats(keys) is open_assignments narrowed to exactly those seats (a person's other
+    products and closed rows stay out)."""
+    e3, site, winrar = world["e3"], world["site"], world["winrar"]
+    with unit_of_work(engine) as session:
+        svc = service(session)
+        svc.apply(
+            [
+                SeatChange("assign", e3, person_id=world["ann"]),
+                SeatChange("assign", e3, person_id=world["bob"]),
+                SeatChange("assign", site, person_id=world["ann"]),
+                SeatChange("assign", winrar, device_id=world["pc-1"]),
+                SeatChange("assign", winrar, device_id=world["pc-2"]),
+                SeatChange("assign", site, person_id=world["cat"]),
+            ]
+        )
+        svc.apply([SeatChange("revoke", site, person_id=world["cat"])])
+        whole = svc.open_assignments()
+        asked = {
+            (e3, "person", world["ann"]),
+            (winrar, "device", world["pc-2"]),
+            (site, "person", world["cat"]),  # closed: not open
+            (site, "person", world["dan"]),  # never assigned
+        }
+        seats = svc.open_seats(asked)
+        nothing = svc.open_seats(set())
+    expected = whole[
+        ((whole["product_id"] == e3) & (whole["person_id"] == world["ann"]))
+        | ((whole["product_id"] == winrar) & (whole["device_id"] == world["pc-2"]))
+    ].reset_index(drop=True)
+    assert len(expected) == 2
+    assert seats.equals(expected)
+    assert nothing.empty and list(nothing.columns) == list(whole.columns)
+
+
 def test_revoke_all_for_person(engine, world):
     with unit_of_work(engine) as session:
         svc = service(session)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 from test_bulk_world import BULK_DATA, approved_batch, build_world, seat_state, store_fingerprint
@@ -15,7 +17,7 @@ from schemas.store import Assignment, AssignmentBackup, AuditLog, Person
 from tasks import bulk_apply
 from tasks.assignments import AssignmentService, SeatChange
 from tasks.bulk import apply_batch, resume_point
-from tasks.bulk_backup import BackupUnverified
+from tasks.bulk_backup import COLUMNS, BackupUnverified, moved_since, serialize
 from tasks.bulk_state import get_batch, history, load_rows, subscribe
 
 
@@ -198,6 +200,59 @@ def test_backup_taken_again_when_seats_moved_during_the_approval_wait(engine, wo
     assert seat_state(engine) == before  # gus keeps his seat
 
 
+def test_backup_taken_again_when_a_seat_was_given_back_with_a_new_date_during_the_wait(
+    engine, world
+):
+    """Same holders, different seat rows: cat's E3 (which the batch revokes) was revoked and
+    given again while the batch waited. The backup is taken again, so the rollback gives cat
+    back the seat as it was right before the batch (the new date), not the older one."""
+    batch_id = approved_batch(engine, BULK_DATA / "good.csv")
+    with unit_of_work(engine) as session:
+        service = AssignmentService(session, "someone")
+        service.apply([SeatChange("revoke", world["MS-M365-E3"], person_id=world["cat"])])
+        service.apply([SeatChange("assign", world["MS-M365-E3"], person_id=world["cat"])])
+    before = seat_state(engine)
+    apply_batch(engine, batch_id)
+    assert any("backup taken again" in (d or "") for _, _, d in events(engine, batch_id))
+    bulk_apply.roll_back(engine, batch_id, "carol")
+    assert seat_state(engine) == before
+
+
+def test_moved_since_names_the_seats_others_opened_and_closed_after_the_backup(engine, world):
+    batch_id = approved_batch(engine, BULK_DATA / "good.csv")
+    e3, visio = world["MS-M365-E3"], world["MS-VISIO-PLAN2"]
+    with unit_of_work(engine) as session:
+        assert moved_since(session, batch_id, [e3, visio]).empty
+        service = AssignmentService(session, "someone")
+        service.apply([SeatChange("assign", e3, person_id=world["gus"])])
+        service.apply([SeatChange("revoke", visio, person_id=world["ann"])])
+        service.apply([SeatChange("revoke", e3, person_id=world["bob"])])
+        service.apply([SeatChange("assign", e3, person_id=world["bob"])])  # a new row
+        moved = moved_since(session, batch_id, [e3, visio])
+        only_visio = moved_since(session, batch_id, [visio])
+    listed = {
+        (c, p, a)
+        for c, p, a in moved[["change", "product_id", "person_id"]].itertuples(index=False)
+    }
+    assert listed == {
+        ("opened", e3, world["gus"]),
+        ("opened", e3, world["bob"]),
+        ("closed", e3, world["bob"]),
+        ("closed", visio, world["ann"]),
+    }
+    assert list(only_visio["change"]) == ["closed"]
+
+
+def test_no_new_backup_when_nothing_moved_during_the_wait(engine, world):
+    batch_id = approved_batch(engine, BULK_DATA / "good.csv")
+    with unit_of_work(engine) as session:
+        checksum = get_batch(session, batch_id).backup_checksum
+    apply_batch(engine, batch_id)
+    assert not any("backup taken again" in (d or "") for _, _, d in events(engine, batch_id))
+    with unit_of_work(engine) as session:
+        assert get_batch(session, batch_id).backup_checksum == checksum
+
+
 def test_rollback_leaves_changes_by_others_alone_and_cannot_reopen_for_the_terminated(
     engine, world
 ):
@@ -289,3 +344,39 @@ def test_a_batch_of_devices_only(engine, world, tmp_path):
     assert (world["WINRAR"], None, world["pc-2"]) in {s[:3] for s in seat_state(engine)}
     bulk_apply.roll_back(engine, batch_id, "carol")
     assert seat_state(engine) == before
+
+
+def test_backup_bytes_are_pandas_csv_of_the_seats_sorted_by_id():
+    """The backup's canonical bytes (and so every recorded checksum) are defined as pandas'
+    to_csv of the seats sorted by id; serialize builds them faster and must not drift from
+    that definition: missing holders, microseconds, quoting, an empty snapshot."""
+    seats = pd.DataFrame(
+        {
+            "assignment_id": pd.array([12, 3, 7, 40], dtype="Int64"),
+            "product_id": pd.array([1, 2, 2, 1], dtype="Int64"),
+            "person_id": pd.array([5, None, 9, None], dtype="Int64"),
+            "device_id": pd.array([None, 4, None, 8], dtype="Int64"),
+            "assigned_at": pd.to_datetime(
+                [
+                    "2026-01-05T08:00:00.000001Z",
+                    "2025-12-31T23:59:59.999999Z",
+                    "2026-02-01T00:00:00Z",
+                    "2026-03-01T12:30:00.5Z",
+                ],
+                utc=True,
+                format="ISO8601",
+            ),
+            "assigned_by": pd.array(['bulk "B-1", a,b', "line\nbreak", None, ""], dtype="string"),
+        }
+    )
+
+    def by_definition(frame):
+        out = frame[COLUMNS].copy().sort_values("assignment_id", kind="stable")
+        stamp = out["assigned_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        buffer = io.StringIO()
+        out.assign(assigned_at=stamp).to_csv(buffer, index=False, lineterminator="\n")
+        return buffer.getvalue().encode()
+
+    assert serialize(seats) == by_definition(seats)
+    assert serialize(seats).splitlines()[1] == b'3,2,,4,2025-12-31T23:59:59.999999+00:00,"line'
+    assert serialize(seats.iloc[0:0]) == by_definition(seats.iloc[0:0])
