@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.reference --db postgresql [--scale 1.0] [--out DIR]
     .venv/bin/python -m benchmarks.reference --merge DIR/reference_sqlite.json \\
         DIR/reference_postgresql.json          # the two runs as one Markdown table
+    .venv/bin/python -m benchmarks.reference --db sqlite --bulk-again   # bulk + rollback again
 
 The enterprise comes from benchmarks/generate.py at `--scale` of the reference shape (100k
 people, 200k devices, ~2M installation rows, 3,000 long-tail products, ~600k usage events a
@@ -267,7 +268,7 @@ def fill_quarter(url: str) -> int:
     return len(usage)
 
 
-def write_batch(url: str, rows: int, path: Path) -> int:
+def write_batch(url: str, rows: int, path: Path, note: str = "reference benchmark") -> int:
     """A bulk batch of `rows` changes from the store as it stands: 30% revokes of open seats
     of active people, 70% assigns of per-user products under contract to active people who
     do not hold them."""
@@ -309,7 +310,7 @@ def write_batch(url: str, rows: int, path: Path) -> int:
             "user": people.loc[batch["person_id"]].to_numpy(dtype=object),
             "device": [None] * len(batch),
             "pilot": [None] * len(batch),
-            "note": ["reference benchmark"] * len(batch),
+            "note": [note] * len(batch),
         },
     )
     return len(batch)
@@ -396,14 +397,8 @@ def run_worker(*args: str) -> dict:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def run(db: str, scale: float, out: Path, keep: bool) -> dict:
-    data = out / "reference" / f"files_{scale:g}"
-    t = time.perf_counter()
-    files = make_files(data, scale)
-    setup = {"generate files": time.perf_counter() - t}
-    workdir = out / "reference" / f"{db}_{scale:g}"
-    (workdir / "runtime").mkdir(parents=True, exist_ok=True)  # Prefect's home is in there
-    url = fresh_store(db, workdir)
+def use_store(url: str, workdir: Path, data: Path) -> None:
+    """The settings every flow of a run reads (the workers inherit them)."""
     os.environ |= {
         "SLM_DATABASE_URL": url,
         "SLM_DATA_DIR": str(workdir / "runtime"),
@@ -417,6 +412,43 @@ def run(db: str, scale: float, out: Path, keep: bool) -> dict:
 
     get_settings.cache_clear()
     configure_prefect_defaults()
+
+
+def bulk_again(db: str, scale: float, out: Path) -> list[dict]:
+    """On the store an earlier run left (its SQLite file, or the PostgreSQL database kept
+    with --keep), migrated to the current schema: a new 10k-row batch from the store as it
+    stands and its rollback, each in its own process as in the run. For before/after figures
+    of the bulk path on the same store (check out the old code, run, check out the new)."""
+    from licenseflow import db as store
+
+    workdir = out / "reference" / f"{db}_{scale:g}"
+    if db == "sqlite":
+        url = f"sqlite:///{workdir / 'reference.db'}"
+    else:
+        url = discovery_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_NAME}"
+    use_store(url, workdir, out / "reference" / f"files_{scale:g}")
+    store.upgrade(store.get_engine(url))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    batch = workdir / f"bulk_batch_{stamp}.csv"  # a new file: the same one is refused
+    rows = write_batch(url, max(round(10_000 * scale), 20), batch, f"again {stamp}")
+    steps = [{"flow": "bulk-assignment", **run_worker("bulk", str(batch)), "rows": rows}]
+    if "error" not in steps[0]:
+        batch_id = steps[0]["gist"]["batch_id"]
+        kwargs = json.dumps({"batch_id": batch_id, "actor": "reference-bench"})
+        rollback = run_worker("flow", "rollback-bulk-assignment", kwargs)
+        steps.append({"flow": "rollback-bulk-assignment", **rollback})
+    return steps
+
+
+def run(db: str, scale: float, out: Path, keep: bool) -> dict:
+    data = out / "reference" / f"files_{scale:g}"
+    t = time.perf_counter()
+    files = make_files(data, scale)
+    setup = {"generate files": time.perf_counter() - t}
+    workdir = out / "reference" / f"{db}_{scale:g}"
+    (workdir / "runtime").mkdir(parents=True, exist_ok=True)  # Prefect's home is in there
+    url = fresh_store(db, workdir)
+    use_store(url, workdir, data)
     steps: list[dict] = []
 
     def step(label: str, *worker: str, **extra) -> dict:
@@ -553,6 +585,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="folder for files and results")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument("--merge", nargs="+", type=Path, help="result JSONs to tabulate")
+    parser.add_argument(
+        "--bulk-again",
+        action="store_true",
+        help="a new bulk batch and its rollback on the store an earlier run left",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -565,6 +602,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.merge:
         print(table([json.loads(path.read_text()) for path in args.merge]))
+        return
+    if args.bulk_again:
+        for step in bulk_again(args.db, args.scale, args.out):
+            shown = {k: step.get(k) for k in ("flow", "seconds", "peak_mib", "error") if k in step}
+            print(json.dumps(shown, default=str))
         return
     result = run(args.db, args.scale, args.out, args.keep)
     path = args.out / f"reference_{args.db}.json"
