@@ -238,10 +238,11 @@ class UsageDaily(Base):
             postgresql_where=text("person_id IS NULL"),
         ),
         CheckConstraint("(person_id IS NULL) <> (device_id IS NULL)", name="person_or_device"),
+        Index("ix_usage_daily_product_day", "product_id", "day"),  # right-sizing counts
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     day: Mapped[dt.date] = mapped_column(Date, index=True)
-    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id"))
     sessions: Mapped[int] = mapped_column(default=0)
