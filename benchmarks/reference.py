@@ -201,16 +201,23 @@ def fresh_store(db: str, workdir: Path) -> str:
         path = workdir / "reference.db"
         for suffix in ("", "-wal", "-shm", "-bulk-lock"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
     else:
         admin = create_engine(discovery_bench.PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{PG_NAME}"'))
         admin.dispose()
-        url = discovery_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_NAME}"
+    url = store_url(db, workdir)
     store.upgrade(store.get_engine(url))
     return url
+
+
+def store_url(db: str, workdir: Path) -> str:
+    """Where a run keeps its store: reference.db in its folder, or the lf_reference_bench
+    database."""
+    if db == "sqlite":
+        return f"sqlite:///{workdir / 'reference.db'}"
+    return discovery_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_NAME}"
 
 
 def drop_store(url: str) -> None:
@@ -422,10 +429,7 @@ def bulk_again(db: str, scale: float, out: Path) -> list[dict]:
     from licenseflow import db as store
 
     workdir = out / "reference" / f"{db}_{scale:g}"
-    if db == "sqlite":
-        url = f"sqlite:///{workdir / 'reference.db'}"
-    else:
-        url = discovery_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_NAME}"
+    url = store_url(db, workdir)
     use_store(url, workdir, out / "reference" / f"files_{scale:g}")
     store.upgrade(store.get_engine(url))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")

@@ -233,7 +233,7 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def _chunks(values: Iterable, size: int = CHUNK):
+def chunks(values: Iterable, size: int = CHUNK):
     values = list(values)
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -402,7 +402,7 @@ class AssignmentService:
         """The products of the changes; on PostgreSQL their rows stay locked until commit, so
         a concurrent caller counting the same product's seats waits for this one."""
         found: dict[int, dict] = {}
-        for chunk in _chunks(sorted(product_ids)):
+        for chunk in chunks(sorted(product_ids)):
             query = (
                 select(Product.id, Product.code, Product.metric)
                 .where(Product.id.in_(chunk))
@@ -418,7 +418,7 @@ class AssignmentService:
         person_ids = {c.person_id for c in changes if c.person_id is not None}
         device_ids = {c.device_id for c in changes if c.device_id is not None}
         people: dict[int, dict] = {}
-        for chunk in _chunks(sorted(person_ids)):
+        for chunk in chunks(sorted(person_ids)):
             rows = self.session.execute(
                 select(Person.id, Person.email, Person.status, Person.termination_date).where(
                     Person.id.in_(chunk)
@@ -428,7 +428,7 @@ class AssignmentService:
                 {r[0]: {"email": r[1], "status": r[2], "termination_date": r[3]} for r in rows}
             )
         devices: dict[int, dict] = {}
-        for chunk in _chunks(sorted(device_ids)):
+        for chunk in chunks(sorted(device_ids)):
             rows = self.session.execute(
                 select(Device.id, Device.hostname).where(Device.id.in_(chunk))
             )
@@ -448,24 +448,27 @@ class AssignmentService:
 
     def _open_rows(self, changes) -> dict[Key, list[tuple[int, dt.datetime]]]:
         """The open rows of the (product, holder) pairs the changes touch."""
-        product_ids = sorted({c.product_id for c in changes})
         open_now: dict[Key, list[tuple[int, dt.datetime]]] = defaultdict(list)
-        for kind, column in (("person", Assignment.person_id), ("device", Assignment.device_id)):
-            ids = sorted({c.key[2] for c in changes if c.key[1] == kind})
-            for chunk in _chunks(ids):
-                for products in _chunks(product_ids):
-                    rows = self._fetch(
-                        select(Assignment.id, Assignment.product_id, column, Assignment.assigned_at)
-                        .where(
-                            column.in_(chunk),
-                            Assignment.product_id.in_(products),
-                            Assignment.revoked_at.is_(None),
-                        )
-                        .order_by(Assignment.id)
-                    )
-                    for row in rows:
-                        open_now[(row[1], kind, row[2])].append((row[0], _utc(row[3])))
+        for row in self._open_rows_of({c.key for c in changes}):
+            open_now[_key(row)].append((row.assignment_id, _utc(row.assigned_at)))
         return dict(open_now)
+
+    def _open_rows_of(self, keys: set[Key]) -> list:
+        """The open rows (seat_query's columns, by id within each query) of the products and
+        holders of these keys, a chunk of holders and of products per query: a superset
+        (a holder's other products among them) that callers narrow to their keys."""
+        product_ids = sorted({k[0] for k in keys})
+        rows = []
+        for kind, column in (("person", Assignment.person_id), ("device", Assignment.device_id)):
+            for holders in chunks(sorted({k[2] for k in keys if k[1] == kind})):
+                for products in chunks(product_ids):
+                    query = seat_query().where(
+                        column.in_(holders),
+                        Assignment.product_id.in_(products),
+                        Assignment.revoked_at.is_(None),
+                    )
+                    rows += self._fetch(query.order_by(Assignment.id))
+        return rows
 
     def _write(self, plan, products, people, devices, overridden, override_reason):
         now = self.now
@@ -602,7 +605,7 @@ class AssignmentService:
         metric: dict[int, str] = {}
         seats: dict[int, list[int | None]] = defaultdict(list)
         used: dict[int, tuple[int, int]] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             metric.update(
                 self.session.execute(
                     select(Product.id, Product.metric).where(Product.id.in_(chunk))
@@ -642,7 +645,7 @@ class AssignmentService:
         """Open seats now, or as they stood at `as_of` (history is never deleted).
         Columns: SEAT_COLUMNS (assignment_id, product_id, person_id, device_id, assigned_at,
         assigned_by), sorted by assignment_id."""
-        query = _seat_query().order_by(Assignment.id)
+        query = seat_query().order_by(Assignment.id)
         if as_of is None:
             query = query.where(Assignment.revoked_at.is_(None))
         else:
@@ -655,7 +658,7 @@ class AssignmentService:
         if product_ids is None:
             rows = self._fetch(query)
         else:
-            for chunk in _chunks(sorted(set(product_ids))):
+            for chunk in chunks(sorted(set(product_ids))):
                 rows += self._fetch(query.where(Assignment.product_id.in_(chunk)))
         return _seat_frame(rows)
 
@@ -664,21 +667,7 @@ class AssignmentService:
         returns them: a bulk batch of 10k rows reads its own seats, not the 330k other seats
         of the products it touches."""
         wanted = set(keys)
-        product_ids = sorted({k[0] for k in wanted})
-        rows = []
-        for kind, column in (("person", Assignment.person_id), ("device", Assignment.device_id)):
-            holders = sorted({k[2] for k in wanted if k[1] == kind})
-            for chunk in _chunks(holders):
-                for products in _chunks(product_ids):
-                    query = _seat_query().where(
-                        column.in_(chunk),
-                        Assignment.product_id.in_(products),
-                        Assignment.revoked_at.is_(None),
-                    )
-                    for row in self._fetch(query):
-                        holder = row.person_id if kind == "person" else row.device_id
-                        if (row.product_id, kind, holder) in wanted:
-                            rows.append(row)
+        rows = [row for row in self._open_rows_of(wanted) if _key(row) in wanted]
         rows.sort(key=lambda row: row.assignment_id)
         return _seat_frame(rows)
 
@@ -700,7 +689,8 @@ SEAT_COLUMNS = [
 ]
 
 
-def _seat_query():
+def seat_query():
+    """The open_assignments columns of assignment rows (filters are the caller's)."""
     return select(
         Assignment.id.label("assignment_id"),
         Assignment.product_id,
@@ -712,15 +702,27 @@ def _seat_query():
 
 
 def _seat_frame(rows) -> pd.DataFrame:
-    """Rows of _seat_query as a typed frame, built column-wise: pandas inspects every Row
+    """Rows of seat_query as a typed frame, built column-wise: pandas inspects every Row
     object otherwise (3 s for 330k seats)."""
     values = zip(*rows, strict=True) if rows else [[]] * len(SEAT_COLUMNS)
-    frame = pd.DataFrame(dict(zip(SEAT_COLUMNS, values, strict=True)))
+    return typed_seats(pd.DataFrame(dict(zip(SEAT_COLUMNS, values, strict=True))))
+
+
+def typed_seats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seat columns typed as open_assignments gives them: ids Int64, assigned_at UTC (from
+    datetimes or the database's ISO text), assigned_by string."""
     for column in ("assignment_id", "product_id", "person_id", "device_id"):
         frame[column] = frame[column].astype("Int64")
-    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], format="ISO8601", utc=True)
     frame["assigned_by"] = frame["assigned_by"].astype("string")
     return frame
+
+
+def _key(row) -> Key:
+    """The seat key of a seat_query row."""
+    if row.person_id is not None:
+        return (row.product_id, "person", row.person_id)
+    return (row.product_id, "device", row.device_id)
 
 
 def _refusal(

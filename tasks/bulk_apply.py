@@ -328,11 +328,12 @@ def roll_back(
             )
         backup = verify_backup(session, batch)
         rows = load_rows(session, batch_id)
-        touched = set(seat_keys(rows[rows["applied_at"].notna()]))
+        applied = rows[rows["applied_at"].notna()]
+        touched = set(seat_keys(applied))
         product_ids = sorted({k[0] for k in touched})
         service = AssignmentService(session, actor, batch_id=batch_id, now=now)
         current = service.open_seats(touched)  # the batch's own seats, not whole products
-        mine = backup[np.isin(_key_codes(backup), _key_codes(_keys_frame(touched)))]
+        mine = backup[np.isin(_key_codes(backup), _key_codes(applied))]
         backed = {k: at for k, at in zip(seat_keys(mine), mine["assigned_at"], strict=True)}
         now_open = set(seat_keys(current))
         revokes = [k for k in sorted(touched) if k in now_open and k not in backed]
@@ -411,18 +412,6 @@ def _drift(moved: pd.DataFrame) -> int:
     opened = moved[moved["change"] == "opened"]
     closed = moved[moved["change"] == "closed"]
     return len(np.setxor1d(_key_codes(opened), _key_codes(closed)))
-
-
-def _keys_frame(keys) -> pd.DataFrame:
-    """Seat keys (product, kind, holder) as a frame of product_id, person_id, device_id."""
-    keys = list(keys)
-    return pd.DataFrame(
-        {
-            "product_id": pd.array([k[0] for k in keys], dtype="Int64"),
-            "person_id": pd.array([k[2] if k[1] == "person" else None for k in keys], "Int64"),
-            "device_id": pd.array([k[2] if k[1] == "device" else None for k in keys], "Int64"),
-        }
-    )
 
 
 def _key_codes(frame: pd.DataFrame) -> np.ndarray:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from licenseflow.db import bulk_load, read_table
 from licenseflow.errors import LicenseflowError
 from schemas.store import Assignment, AssignmentBackup, BulkBatch
-from tasks.assignments import SEAT_COLUMNS
+from tasks.assignments import SEAT_COLUMNS, chunks, seat_query, typed_seats
 
 COLUMNS = SEAT_COLUMNS  # a backed-up seat is a seat as AssignmentService reads it
 
@@ -79,18 +79,12 @@ def digest(data: bytes) -> str:
 def snapshot(session: Session, product_ids) -> pd.DataFrame:
     """The open seats of the products now, as AssignmentService.open_assignments gives them,
     read the fast way (read_table): a backup covers whole products, up to 330k seats."""
-    session.flush()
     tables = [STORED_SCHEMA.empty_table()]
-    for chunk in _chunks(sorted({int(p) for p in product_ids})):
-        tables.append(
-            read_table(
-                session,
-                "SELECT id, product_id, person_id, device_id, assigned_at, assigned_by "  # noqa: S608
-                "FROM assignment WHERE revoked_at IS NULL "
-                f"AND product_id IN ({', '.join(map(str, chunk))})",
-                STORED_SCHEMA,
-            )
+    for chunk in chunks(sorted({int(p) for p in product_ids})):
+        query = seat_query().where(
+            Assignment.revoked_at.is_(None), Assignment.product_id.in_(chunk)
         )
+        tables.append(read_table(session, query, STORED_SCHEMA))
     frame = _seat_frame(pa.concat_tables(tables))
     return frame.sort_values("assignment_id", kind="stable", ignore_index=True)
 
@@ -114,16 +108,8 @@ def take_backup(
 def _store_rows(session: Session, batch_id: str, frame: pd.DataFrame) -> None:
     """The backup rows into assignment_backup the fastest way each database takes them
     (COPY on PostgreSQL, one executemany on SQLite): 330k seats through the ORM took 11 s."""
-    if frame.empty:
-        return
     rows = frame[COLUMNS].copy()
     rows.insert(0, "batch_id", batch_id)
-    if session.get_bind().dialect.name == "sqlite":
-        # the text SQLAlchemy keeps a DateTime as on SQLite (read back by stored_backup)
-        at = rows["assigned_at"].dt.tz_convert("UTC").dt.tz_localize(None)
-        stamps = np.datetime_as_string(at.to_numpy("datetime64[us]"), unit="us")
-        rows["assigned_at"] = np.char.replace(stamps, "T", " ")
-    session.flush()
     bulk_load(session, AssignmentBackup.__tablename__, rows)
 
 
@@ -140,15 +126,15 @@ def _write_durably(path: Path, data: bytes) -> None:
 def stored_backup(session: Session, batch_id: str) -> pd.DataFrame:
     """The backup rows of a batch as kept in the store (columns as COLUMNS), read narrow
     (licenseflow.db.read_table: COPY TO on PostgreSQL, the raw cursor on SQLite)."""
-    session.flush()
     query = (
-        f"SELECT {', '.join(COLUMNS)} FROM {AssignmentBackup.__tablename__} "  # noqa: S608
-        f"WHERE batch_id = '{_plain_id(batch_id)}' ORDER BY assignment_id"
+        select(*(getattr(AssignmentBackup, c) for c in COLUMNS))
+        .where(AssignmentBackup.batch_id == batch_id)
+        .order_by(AssignmentBackup.assignment_id)
     )
     return _seat_frame(read_table(session, query, STORED_SCHEMA))
 
 
-# seats as read_table reads them: times as the database's text (parsed by _seat_frame)
+# seats as read_table reads them: times as the database's text (typed_seats parses them)
 STORED_SCHEMA = pa.schema(
     [(c, pa.int64()) for c in COLUMNS[:4]]
     + [("assigned_at", pa.string()), ("assigned_by", pa.string())]
@@ -156,18 +142,7 @@ STORED_SCHEMA = pa.schema(
 
 
 def _seat_frame(table: pa.Table) -> pd.DataFrame:
-    """Seats read by read_table, typed as AssignmentService.open_assignments types them."""
-    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], format="ISO8601", utc=True)
-    frame["assigned_by"] = frame["assigned_by"].astype("string")
-    return frame
-
-
-def _plain_id(batch_id: str) -> str:
-    """A batch id fit to stand in SQL text (B-YYYYMMDD-xxxx: letters, digits, dashes)."""
-    if not batch_id.replace("-", "").isalnum():
-        raise ValueError(f"not a batch id: {batch_id!r}")
-    return batch_id
+    return typed_seats(table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
 
 
 def moved_since(session: Session, batch_id: str, product_ids) -> pd.DataFrame:
@@ -188,7 +163,7 @@ def moved_since(session: Session, batch_id: str, product_ids) -> pd.DataFrame:
     rows = []
     session.flush()
     connection = session.connection()
-    for chunk in _chunks(sorted({int(p) for p in product_ids})):
+    for chunk in chunks(sorted({int(p) for p in product_ids})):
         opened = select(seat.product_id, seat.person_id, seat.device_id).where(
             seat.product_id.in_(chunk), seat.revoked_at.is_(None), ~in_backup
         )
@@ -201,11 +176,6 @@ def moved_since(session: Session, batch_id: str, product_ids) -> pd.DataFrame:
     values = zip(*rows, strict=True) if rows else [[]] * len(columns)
     frame = pd.DataFrame(dict(zip(columns, values, strict=True)))
     return frame.astype({c: "Int64" for c in columns[1:]})
-
-
-def _chunks(values: list, size: int = 10_000):
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def verify_backup(session: Session, batch: BulkBatch) -> pd.DataFrame:

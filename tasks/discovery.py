@@ -229,11 +229,7 @@ def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> 
     postgres = session.get_bind().dialect.name == "postgresql"
     create_staging(session)
     devices = staged.devices.copy()
-    devices["seen_at"] = devices["seen_at"].fillna(pd.Timestamp(now))
-    if not postgres:  # SQLAlchemy's text form of timestamps
-        devices["seen_at"] = pd.to_datetime(devices["seen_at"], utc=True).dt.strftime(
-            "%Y-%m-%d %H:%M:%S.%f"
-        )
+    devices["seen_at"] = pd.to_datetime(devices["seen_at"].fillna(pd.Timestamp(now)), utc=True)
     bulk_load(session, "stage_device", devices)
     if postgres:
         # temp tables have no statistics until analysed: without them the planner picks

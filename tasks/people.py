@@ -27,10 +27,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import String, bindparam, cast, select, update
+from sqlalchemy import String, bindparam, cast, insert, select, update
 from sqlalchemy.orm import Session
 
-from licenseflow.db import insert_many
 from licenseflow.errors import GuardTripped, InputRejected, RowError
 from licenseflow.settings import get_settings
 from schemas.roster import (
@@ -579,6 +578,26 @@ def _write(session: Session, plan: RosterPlan, actor: str, run_id: int | None) -
     )
     result.on_leave = _refs(leave)
     return result
+
+
+COPY_FROM = 5000  # rows from which PostgreSQL gets COPY instead of INSERT
+
+
+def insert_many(connection, table, rows: list[dict]) -> None:
+    """INSERT executemany; on PostgreSQL, COPY for big loads (13x faster, DESIGN.md). The
+    table and column names are our own constants; the values travel as COPY data."""
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(table.c[c].name for c in columns)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    finally:
+        cursor.close()
 
 
 def _update_people(connection, updated: pd.DataFrame, now: dt.datetime) -> None:
