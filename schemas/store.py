@@ -146,6 +146,7 @@ class PersonStatusHistory(Base):
 
 class Device(Base):
     __tablename__ = "device"
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}  # migration 0005: HOT updates
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hostname: Mapped[str] = mapped_column(String(255), unique=True, doc="lower-cased")
     serial: Mapped[str | None] = mapped_column(String(100))
@@ -165,6 +166,7 @@ class Installation(Base):
     natural key the daily diff joins on; row_hash covers the mutable fields (version...)."""
 
     __tablename__ = "installation"
+    __table_args__ = {"postgresql_with": {"fillfactor": 85}}  # migration 0005: HOT updates
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     install_key: Mapped[str] = mapped_column(String(40), unique=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("device.id"), index=True)

@@ -15,8 +15,11 @@ fi
 if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check uv || true
 fi
+# --compile-bytecode: write every module's .pyc at install time, so processes start fast even
+# where PYTHONDONTWRITEBYTECODE is set (else each flow process compiles Prefect, pandas, dask
+# from source: seconds per process).
 if [ -x .venv/bin/uv ]; then
-  .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+  .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[dev]"
 else
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 fi

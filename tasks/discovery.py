@@ -198,6 +198,21 @@ STORED_SCHEMA = pa.schema(
 )
 
 
+# open rows of complete devices the file no longer lists (their ids staged). PostgreSQL: an
+# array, so the rows are found by primary key whatever the planner guesses of removed_at (as
+# a join it went over all 2M rows: 3.1 s against 0.4 s)
+REMOVE_ABSENT_SQL = {
+    "postgresql": """
+        UPDATE installation SET removed_at = :now, last_seen = :now
+        WHERE removed_at IS NULL AND id = ANY(ARRAY(SELECT id FROM stage_removed))
+    """,
+    "sqlite": """
+        UPDATE installation SET removed_at = :now, last_seen = :now
+        WHERE removed_at IS NULL AND id IN (SELECT id FROM stage_removed)
+    """,
+}
+
+
 def diff_installs(
     installs: pd.DataFrame, stored: pa.Table, snapshot: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +289,15 @@ def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> 
     session.execute(text("CREATE INDEX ix_stage_install_key ON stage_install (install_key)"))
     if postgres:
         _execute_script(session, "ANALYZE stage_install; ANALYZE stage_removed")
+    index_driven = postgres and int(write.sum()) + len(absent_ids) < stored.num_rows // 10
+    if index_driven:
+        # A daily delta is a few percent of the store: each write finds its rows through
+        # installation's indexes (install_key, id). Left to itself the planner, often without
+        # statistics for a table filled by one big load, hashed all 2M rows per statement
+        # (2M-row reference store: the writes took 6.2 s, 3.1 s this way).
+        _execute_script(
+            session, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+        )
 
     delta.new = session.execute(
         text(
@@ -317,15 +341,11 @@ def apply_staged(session: Session, staged: StagedInstalls, now: dt.datetime) -> 
         params,
     ).rowcount
     removed_absent = session.execute(
-        text(
-            """
-            UPDATE installation SET removed_at = :now, last_seen = :now
-            WHERE removed_at IS NULL AND id IN (SELECT id FROM stage_removed)
-            """
-        ),
-        params,
+        text(REMOVE_ABSENT_SQL["postgresql" if postgres else "sqlite"]), params
     ).rowcount
     delta.removed = removed_named + removed_absent
+    if index_driven:
+        _execute_script(session, "RESET enable_hashjoin; RESET enable_mergejoin")
     _execute_script(
         session, "DROP TABLE stage_install; DROP TABLE stage_device; DROP TABLE stage_removed"
     )

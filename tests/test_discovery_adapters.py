@@ -304,6 +304,22 @@ def test_bad_files_are_refused_naming_the_place(name, row_number, column, reason
     assert reason in error.reason
 
 
+def test_a_file_with_a_byte_order_mark_is_read_and_a_bad_byte_named_where_it_is(tmp_path):
+    header = b"\xef\xbb\xbfhostname,software_name,publisher,version\n"
+    good = tmp_path / "bom.csv"
+    good.write_bytes(header + b"ws-1, Zoom ,Zoom,5\n")
+    assert read_installs(good, "canonical").frame[["hostname", "raw_title"]].values.tolist() == [
+        ["ws-1", "Zoom"]
+    ]
+    bad = tmp_path / "bom_latin1.csv"
+    bad.write_bytes(header + b"ws-1,Zoom,Zoom,5\nws-2,Caf\xe9,Cafe,1\n")
+    with pytest.raises(InputRejected) as refused:
+        read_installs(bad, "canonical")
+    [error] = refused.value.errors
+    assert error.row == 2
+    assert "byte 0xe9 on line 3" in error.reason  # the byte itself, not 3 bytes on
+
+
 def test_bad_dates_are_row_errors():
     read = read_installs(DATA / "bad_date.csv")
     found = [(e.row, e.column, e.value, e.reason.split(":")[0]) for e in read.errors]

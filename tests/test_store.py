@@ -50,6 +50,26 @@ def test_postgres_refuses_update_and_delete_of_audit_log(pg_engine):
             conn.execute(text(statement))
 
 
+@pytest.mark.postgres
+def test_postgres_leaves_room_in_pages_the_daily_scan_updates(pg_engine):
+    """Migration 0005: the scan's version bumps, removals and device last_seen stay on their
+    page (HOT updates) instead of writing to every index."""
+    with pg_engine.connect() as conn:
+        options = dict(
+            conn.execute(
+                text(
+                    "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
+                    "WHERE relname IN ('installation', 'device', 'assignment')"
+                )
+            ).all()
+        )
+    assert options == {
+        "installation": "fillfactor=85",
+        "device": "fillfactor=50",
+        "assignment": None,
+    }
+
+
 def _vendors(session) -> list[str]:
     return list(session.execute(select(Vendor.name).order_by(Vendor.name)).scalars())
 
