@@ -126,6 +126,61 @@ def test_second_scan_touches_only_what_changed(acrobat):
     assert (again.new, again.changed, again.removed) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("other_devices", [1, 8])
+def test_a_file_of_some_devices_diffs_only_theirs(acrobat, other_devices):
+    """The store's rows are read whole (the file covers a quarter of the devices or more)
+    or only for the file's devices: the same delta either way."""
+    engine = acrobat
+    others = [(f"ws-{n}", "7-Zip", "Igor Pavlov", "22.01") for n in range(2, 2 + other_devices)]
+    mine = [("ws-1", "7-Zip", "Igor Pavlov", "22.01"), ("ws-1", "WinRAR", "win.rar GmbH", "6.2")]
+    apply(engine, installs(mine + others), [None] * (2 + other_devices), DAY1)
+    day2 = installs([("ws-1", "7-Zip", "Igor Pavlov", "23.01"), ("ws-1", "VLC", "VideoLAN", "3")])
+    delta = apply(engine, day2, [None, None], DAY2)
+    assert (delta.new, delta.changed, delta.removed, delta.devices_seen) == (1, 1, 1, 1)
+    assert open_installs(engine) == [
+        ("ws-1", "7-Zip", "23.01"),
+        ("ws-1", "VLC", "3"),
+        *((host, "7-Zip", "22.01") for host, *_ in sorted(others)),
+    ]
+
+
+@pytest.mark.parametrize("one_time_per_device", [True, False])
+def test_a_devices_facts_are_its_latest_known_ones(one_time_per_device):
+    """Per device: the latest seen_at, and each fact's last value in seen_at order (unknown
+    times first, missing values skipped). With one time per device the file order is that
+    order and nothing is sorted; with several it is sorted: the same rule either way."""
+    t1, t2 = DAY1, DAY2
+    seen = [t2, t2, None, None, t1, t1] if one_time_per_device else [t2, t1, None, t1, t1, None]
+    rows = pd.DataFrame(
+        {
+            "hostname": ["ws-1", "ws-1", "ws-2", "ws-2", "ws-3", "ws-3"],
+            "serial": ["S-new", None, "S2", None, "S3", "S3b"],
+            "os": ["Win 11", "Win 10", None, "Linux", None, None],
+            "primary_user_email": ["a@x.com", None, None, None, "c@x.com", None],
+            "seen_at": pd.Series(seen, dtype="datetime64[us, UTC]"),
+        }
+    )
+    facts = discovery._device_facts(rows).set_index("hostname").sort_index()
+    facts = facts.astype(object).where(facts.notna(), None)
+    if one_time_per_device:  # the file's order: the last value given wins
+        assert facts.to_dict("index") == {
+            "ws-1": {"serial": "S-new", "os": "Win 10", "primary_user_email": "a@x.com",
+                     "seen_at": pd.Timestamp(t2)},
+            "ws-2": {"serial": "S2", "os": "Linux", "primary_user_email": None, "seen_at": None},
+            "ws-3": {"serial": "S3b", "os": None, "primary_user_email": "c@x.com",
+                     "seen_at": pd.Timestamp(t1)},
+        }  # fmt: skip
+    else:  # the later sighting wins whatever the file's order
+        assert facts.to_dict("index") == {
+            "ws-1": {"serial": "S-new", "os": "Win 11", "primary_user_email": "a@x.com",
+                     "seen_at": pd.Timestamp(t2)},
+            "ws-2": {"serial": "S2", "os": "Linux", "primary_user_email": None,
+                     "seen_at": pd.Timestamp(t1)},
+            "ws-3": {"serial": "S3", "os": None, "primary_user_email": "c@x.com",
+                     "seen_at": pd.Timestamp(t1)},
+        }  # fmt: skip
+
+
 def test_diff_stages_only_rows_that_change_the_store():
     """The daily diff's rule, without a store: ~96% of a daily inventory is left alone."""
     file = pd.DataFrame(
