@@ -277,6 +277,16 @@ REMOVE_ABSENT_SQL = {
 }
 
 
+def _comparable(file_values: pd.Series, stored_values: pa.ChunkedArray) -> list:
+    """Both as 64-bit integers when they are (the scan's keys and hashes are decimal 64-bit
+    hashes: looking 2M of them up is ~2x faster than as text), else both as text."""
+    pair = [pa.array(file_values, pa.string()), stored_values]
+    try:
+        return [pc.cast(values, pa.uint64()) for values in pair]
+    except pa.ArrowInvalid:  # a key written some other way (tests, imports): compare text
+        return pair
+
+
 def diff_installs(
     installs: pd.DataFrame, stored: pa.Table, snapshot: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -286,9 +296,10 @@ def diff_installs(
     A present row changes the store when its key is new, its row_hash differs or the stored
     row was removed; a removed row when the store has it open. Everything else (~96% of a
     daily inventory) is left alone."""
-    keys = pa.array(installs["install_key"], pa.string())
-    at = pc.index_in(keys, value_set=stored["install_key"])  # null: not in the store
-    same = pc.equal(pa.array(installs["row_hash"], pa.string()), pc.take(stored["row_hash"], at))
+    keys, stored_keys = _comparable(installs["install_key"], stored["install_key"])
+    at = pc.index_in(keys, value_set=stored_keys)  # null: not in the store
+    hashes, stored_hashes = _comparable(installs["row_hash"], stored["row_hash"])
+    same = pc.equal(hashes, pc.take(stored_hashes, at))
     is_open = pc.equal(pc.take(stored["open"], at), 1)
     unchanged = pc.fill_null(pc.and_(same, is_open), False).to_numpy(zero_copy_only=False)
     still_open = pc.fill_null(is_open, False).to_numpy(zero_copy_only=False)

@@ -2,6 +2,7 @@
 and PostgreSQL."""
 
 import datetime as dt
+import hashlib
 
 import pandas as pd
 import pyarrow as pa
@@ -181,21 +182,32 @@ def test_a_devices_facts_are_its_latest_known_ones(one_time_per_device):
         }  # fmt: skip
 
 
-def test_diff_stages_only_rows_that_change_the_store():
+# the scan's own keys and hashes are decimal 64-bit hashes (compared as integers); keys
+# written any other way are compared as text
+AS_WRITTEN = {
+    "text": str,
+    "decimal hashes": lambda v: str(int.from_bytes(hashlib.sha1(v.encode()).digest()[:8], "big")),
+}
+
+
+@pytest.mark.parametrize("spelling", AS_WRITTEN)
+def test_diff_stages_only_rows_that_change_the_store(spelling):
     """The daily diff's rule, without a store: ~96% of a daily inventory is left alone."""
+    k = AS_WRITTEN[spelling]
     file = pd.DataFrame(
         {
-            "install_key": ["same", "upgraded", "new", "uninstalled", "gone-before", "back"],
-            "row_hash": ["h", "h2", "h", "h", "h", "h"],
+            "install_key": [k(v) for v in ["same", "upgraded", "new", "uninstalled"]]
+            + [k("gone-before"), k("back")],
+            "row_hash": [k("h"), k("h2"), k("h"), k("h"), k("h"), k("h")],
             "change": ["present", "present", "present", "removed", "removed", "present"],
         }
     )
     stored = pa.table(
         {
             "id": [1, 2, 4, 5, 6, 7, 8, 9],
-            "install_key": ["same", "upgraded", "uninstalled", "gone-before", "back"]
-            + ["absent", "absent-incomplete", "absent-closed"],
-            "row_hash": ["h"] * 8,
+            "install_key": [k(v) for v in ["same", "upgraded", "uninstalled", "gone-before"]]
+            + [k(v) for v in ["back", "absent", "absent-incomplete", "absent-closed"]],
+            "row_hash": [k("h")] * 8,
             "open": pa.array([1, 1, 1, 0, 0, 1, 1, 0], pa.int8()),
             "complete": pa.array([1, 1, 1, 1, 1, 1, 0, 1], pa.int8()),
         },
