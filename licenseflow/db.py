@@ -4,7 +4,7 @@ bulk paths in and out of it (bulk_load, read_table)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -114,6 +114,17 @@ def schema_revision(engine: Engine) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except Exception:
             return None
+
+
+IN_LIST_SIZE = 10_000  # values per IN (...) list: under SQLite's (32766) and PostgreSQL's
+# (65535) bind-parameter limits
+
+
+def chunks(values: Iterable, size: int = IN_LIST_SIZE) -> Iterator[list]:
+    """values in lists of at most `size`, for IN (...) lists within the drivers' limits."""
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def bulk_load(session: Session, table: str, frame: pd.DataFrame) -> None:

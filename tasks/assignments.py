@@ -30,13 +30,13 @@ import pandas as pd
 from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from licenseflow.db import chunks
 from licenseflow.errors import AssignmentRefused, CapacityExceeded
 from schemas.store import Assignment, Contract, Device, Person, Product
 from tasks import audit
 
 SEAT_LIMITED = ("per_user", "per_device")
 HOLDER_OF_METRIC = {"per_user": "person", "per_device": "device"}
-CHUNK = 10_000  # ids per IN (...) list: under SQLite's (32766) and PostgreSQL's (65535) limits
 SHOWN = 20  # problems named in an exception message
 
 Key = tuple[int, str, int]  # (product_id, "person" | "device", holder id)
@@ -231,12 +231,6 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None:  # SQLite hands timestamps back without their zone
         return moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC)
-
-
-def chunks(values: Iterable, size: int = CHUNK):
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 # --- the service --------------------------------------------------------------------------

@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from licenseflow.db import bulk_load, read_table
+from licenseflow.db import bulk_load, chunks, read_table
 from licenseflow.errors import LicenseflowError
 from schemas.store import Assignment, AssignmentBackup, BulkBatch
-from tasks.assignments import SEAT_COLUMNS, chunks, seat_query, typed_seats
+from tasks.assignments import SEAT_COLUMNS, seat_query, typed_seats
 
 COLUMNS = SEAT_COLUMNS  # a backed-up seat is a seat as AssignmentService reads it
 

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select, text
+from sqlalchemy import column, func, literal, select, table, text
 from sqlalchemy.orm import Session
 
 from licenseflow.db import bulk_load, read_table
 from schemas.installations import CHANGE, HOSTNAME, PUBLISHER, RAW_TITLE, VERSION
-from schemas.store import Product
+from schemas.store import Device, Installation, Product
 
 STAGE_COLUMNS = [
     "install_key",
@@ -205,22 +205,21 @@ def create_staging(session: Session) -> None:
 
 
 # the file's devices (after their upsert), and whether the file lists all their titles
-FILE_DEVICES_SQL = """
-    SELECT d.id, s.complete FROM device d JOIN stage_device s ON s.hostname = d.hostname
-"""
+_STAGE_DEVICE = table("stage_device", column("hostname"), column("complete"))
+FILE_DEVICES = select(Device.id, _STAGE_DEVICE.c.complete).join(
+    _STAGE_DEVICE, _STAGE_DEVICE.c.hostname == Device.hostname
+)
 FILE_DEVICES_SCHEMA = pa.schema([("id", pa.int64()), ("complete", pa.int8())])
-# The store's open installations, narrow: all of them, or those of the file's devices.
-# Removed rows are not read (their number grows with every day of history): a file row whose
-# key is only there removed is staged like a new one, and the update reopens it.
-INSTALLS_SQL = """
-    SELECT id, device_id, install_key, row_hash, 1 AS open
-    FROM installation WHERE removed_at IS NULL
-"""
-INSTALLS_OF_FILE_DEVICES_SQL = """
-    SELECT id, device_id, install_key, row_hash, 1 AS open
-    FROM installation WHERE removed_at IS NULL
-    AND device_id IN (SELECT d.id FROM device d JOIN stage_device s ON s.hostname = d.hostname)
-"""
+# The store's open installations, narrow. Removed rows are not read (their number grows with
+# every day of history): a file row whose key is only there removed is staged like a new
+# one, and the update reopens it.
+OPEN_INSTALLS = select(
+    Installation.id,
+    Installation.device_id,
+    Installation.install_key,
+    Installation.row_hash,
+    literal(1).label("open"),
+).where(Installation.removed_at.is_(None))
 INSTALLS_SCHEMA = pa.schema(
     [
         ("id", pa.int64()),
@@ -230,16 +229,8 @@ INSTALLS_SCHEMA = pa.schema(
         ("open", pa.int8()),
     ]
 )
-# what the diff compares the file with
-STORED_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("install_key", pa.string()),
-        ("row_hash", pa.string()),
-        ("open", pa.int8()),
-        ("complete", pa.int8()),
-    ]
-)
+# what the diff compares the file with: the installs with their device's completeness
+STORED_SCHEMA = INSTALLS_SCHEMA.remove(1).append(pa.field("complete", pa.int8()))
 
 
 def read_stored(session: Session) -> pa.Table:
@@ -248,12 +239,11 @@ def read_stored(session: Session) -> pa.Table:
     When the file covers a quarter of the devices or more (a daily full inventory) the whole
     table is read and filtered here: on the 2M-row reference store, joining the rows to the
     devices in the database cost more (1.8 s) than reading the rows of other devices."""
-    devices = read_table(session, FILE_DEVICES_SQL, FILE_DEVICES_SCHEMA)
-    all_devices = session.execute(text("SELECT COUNT(*) FROM device")).scalar_one()
-    most = devices.num_rows * 4 >= all_devices
-    rows = read_table(
-        session, INSTALLS_SQL if most else INSTALLS_OF_FILE_DEVICES_SQL, INSTALLS_SCHEMA
-    )
+    devices = read_table(session, FILE_DEVICES, FILE_DEVICES_SCHEMA)
+    query = OPEN_INSTALLS
+    if devices.num_rows * 4 < session.execute(select(func.count()).select_from(Device)).scalar():
+        query = query.where(Installation.device_id.in_(FILE_DEVICES.with_only_columns(Device.id)))
+    rows = read_table(session, query, INSTALLS_SCHEMA)
     at = pc.index_in(rows["device_id"], value_set=devices["id"])  # null: another device
     if at.null_count:
         listed = pc.is_valid(at)

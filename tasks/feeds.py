@@ -43,12 +43,21 @@ def read_text_utf8(path: Path, header_lines: int = 0) -> str:
     """The file's text; UTF-8 with or without BOM, anything else refused with the line.
     The error's row is the data row (the line minus `header_lines`), like every row error."""
     raw = Path(path).read_bytes()
+    refuse_if_empty(path, raw)
+    return decode_utf8(path, raw, header_lines)
+
+
+def refuse_if_empty(path: Path, raw: bytes) -> None:
     if not raw or raw.isspace():
         raise InputRejected(str(path), [RowError(str(path), None, None, None, "the file is empty")])
-    bom = b"\xef\xbb\xbf"
+
+
+def decode_utf8(path: Path, raw: bytes, header_lines: int = 0) -> str:
+    """raw (the file's bytes from its start) as text without a BOM; not UTF-8: refused,
+    naming the line and the byte. (utf-8-sig would count the byte's offset after the BOM.)"""
     try:
-        return raw.decode("utf-8", errors="strict")[1 if raw.startswith(bom) else 0 :]
-    except UnicodeDecodeError as exc:  # (utf-8-sig would count exc.start from after the BOM)
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         byte = raw[exc.start : exc.start + 1].hex()
         reason = (
@@ -80,14 +89,9 @@ def read_csv_strict(
     """
     name = str(path)
     raw = Path(path).read_bytes()
-    if not raw or raw.isspace():
-        read_text_utf8(path)  # raises "the file is empty"
+    refuse_if_empty(path, raw)
     end = raw.find(b"\n")
-    try:
-        header_line = raw[: end if end >= 0 else len(raw)].decode("utf-8-sig")
-    except UnicodeDecodeError:
-        read_text_utf8(path, header_lines=1)  # raises, naming the line
-        raise
+    header_line = decode_utf8(path, raw[: end if end >= 0 else len(raw)], header_lines=1)
     delimiter = sniff_delimiter(header_line)
     header = [h.strip() for h in next(csv.reader([header_line], delimiter=delimiter))]
     missing = [c for c in required if c not in header]
@@ -102,7 +106,7 @@ def read_csv_strict(
             table, bad_rows = _parse(raw, header, delimiter, name, use_threads=False)
     except pa.ArrowInvalid:  # (a row with bad UTF-8 and a wrong field count lands here too,
         # after pyarrow prints the UnicodeDecodeError it met making that row's text)
-        read_text_utf8(path, header_lines=1)  # not UTF-8: raises, naming the line
+        decode_utf8(path, raw, header_lines=1)  # when the fault is the encoding: names the line
         raise
     if bad_rows:
         raise InputRejected(name, bad_rows)

@@ -44,7 +44,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from licenseflow.db import unit_of_work
+from licenseflow.db import chunks, unit_of_work
 from licenseflow.errors import LicenseflowError
 from licenseflow.settings import get_settings
 from schemas.store import (
@@ -496,18 +496,12 @@ def daily_consumption(
     return out
 
 
-def _chunks(values: Sequence) -> Iterable[list]:
-    values = list(values)
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
 def _active_people(session, ids, first, last) -> tuple[pd.DataFrame, set[int]]:
     """Distinct people active per day (a device-only row counts its device once). A
     usage_daily row is one person's or one device's day (its partial unique indexes), so
     counting rows counts holders (COUNT(DISTINCT) took a third longer on the reference store)."""
     rows, metered = [], set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, CHUNK):
         rows += session.execute(
             select(UsageDaily.product_id, UsageDaily.day, func.count())
             .where(UsageDaily.product_id.in_(chunk), UsageDaily.day.between(first, last))
@@ -525,7 +519,7 @@ def _active_people(session, ids, first, last) -> tuple[pd.DataFrame, set[int]]:
 
 def _concurrent_peaks(session, ids, first, last) -> tuple[pd.DataFrame, set[int]]:
     rows, metered = [], set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, CHUNK):
         rows += session.execute(
             select(ConcurrentPeak.product_id, ConcurrentPeak.day, ConcurrentPeak.peak).where(
                 ConcurrentPeak.product_id.in_(chunk), ConcurrentPeak.day.between(first, last)
@@ -546,7 +540,7 @@ def _installed_devices(session, ids, first, last) -> tuple[pd.DataFrame, set[int
     the day it was first seen to the day before it was found removed."""
     rows, metered = [], set()
     end_of_last = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, CHUNK):
         rows += session.execute(
             select(
                 Installation.product_id,
@@ -620,7 +614,7 @@ def seat_holders(session: Session, product_ids: Iterable[int]) -> pd.DataFrame:
         .subquery()
     )
     rows = []
-    for chunk in _chunks([int(p) for p in product_ids]):
+    for chunk in chunks([int(p) for p in product_ids], CHUNK):
         rows += session.execute(
             select(
                 Assignment.product_id,
